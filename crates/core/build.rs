@@ -1,0 +1,8 @@
+//! Test and bench binaries of this crate need libmlx.so at run time: point their rpath at the
+//! MLX library directory our mlx-sys build found (DEP_MLX_LIBDIR). The shipped addon gets its
+//! own `$ORIGIN`-relative rpath from the root build.rs.
+fn main() {
+    if let Ok(dir) = std::env::var("DEP_MLX_LIBDIR") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+}

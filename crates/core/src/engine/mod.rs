@@ -1,0 +1,219 @@
+//! RuntimeLifecycleService and the engine's public face for the napi layer: starts and stops the
+//! engine thread, forwards requests to it over a channel, and hands back generation streams.
+//! Validation happens here, on the caller's thread, before any request reaches the engine.
+
+pub mod commands;
+mod worker;
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc as tmpsc, oneshot};
+
+use commands::{Command, LoadReply, StartStream, TokenizeReply};
+use crate::error::{EngineError, EngineResult};
+use crate::generation::stream::{CANCEL_ABORT, CANCEL_RETURN};
+use crate::generation::Chunk;
+use crate::params::{normalize_generator_params, normalize_load_options, normalize_tokenize_request};
+use crate::services::model_lifecycle::{ModelSnapshot, MAX_LOADED_MODELS};
+
+struct Running {
+    tx: mpsc::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+    started: Instant,
+}
+
+pub struct Engine {
+    running: Mutex<Option<Running>>,
+    snapshot: ModelSnapshot,
+    active: Arc<AtomicUsize>,
+    next_stream: AtomicUsize,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Engine { running: Mutex::new(None), snapshot: ModelSnapshot::default(), active: Arc::new(AtomicUsize::new(0)), next_stream: AtomicUsize::new(1) }
+    }
+
+    /// Starts the engine thread if it is not running (idempotent).
+    pub fn start(&self) -> EngineResult<()> {
+        let mut guard = self.running.lock();
+        if guard.is_some() {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::channel();
+        let snapshot = self.snapshot.clone();
+        let thread = std::thread::Builder::new()
+            .name("mlx-serving-engine".into())
+            .spawn(move || worker::Worker::new(rx, snapshot).run())
+            .map_err(|e| EngineError::runtime(format!("cannot start the engine thread: {e}")))?;
+        *guard = Some(Running { tx, thread: Some(thread), started: Instant::now() });
+        Ok(())
+    }
+
+    /// Cancels every stream, drops every model and stops the thread. Idempotent.
+    pub async fn shutdown(&self) {
+        let running = self.running.lock().take();
+        let Some(mut running) = running else { return };
+        let (reply, done) = oneshot::channel();
+        if running.tx.send(Command::Shutdown { reply }).is_ok() {
+            let _ = done.await;
+        }
+        if let Some(t) = running.thread.take() {
+            let _ = t.join();
+        }
+        self.snapshot.clear();
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.lock().is_some()
+    }
+
+    pub fn uptime_ms(&self) -> f64 {
+        self.running.lock().as_ref().map_or(0.0, |r| r.started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    pub fn active_streams(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub fn list_models(&self) -> Vec<Value> {
+        self.snapshot.list()
+    }
+
+    pub fn get_model_info(&self, id: &str) -> Option<Value> {
+        self.snapshot.get(id)
+    }
+
+    pub fn touch_model(&self, id: &str) -> bool {
+        self.snapshot.touch(id)
+    }
+
+    /// Spec §8.6 `getCacheStats()`.
+    pub fn cache_stats(&self) -> Value {
+        let mut entries = self.snapshot.entries();
+        entries.sort_by(|a, b| b.last_access_ms.cmp(&a.last_access_ms));
+        let models: Vec<Value> = entries.iter().map(|e| json!({"modelId": e.id, "lastAccess": e.last_access_ms})).collect();
+        json!({"loadedModels": models.len(), "maxModels": MAX_LOADED_MODELS, "cacheEnabled": true, "models": models})
+    }
+
+    pub async fn load_model(&self, raw: &Value) -> EngineResult<LoadReply> {
+        let opts = normalize_load_options(raw)?;
+        self.request(|reply| Command::Load { opts, reply }).await
+    }
+
+    pub async fn unload_model(&self, id: String) -> EngineResult<()> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        self.request(|reply| Command::Unload { id, reply }).await
+    }
+
+    pub async fn tokenize(&self, raw: &Value) -> EngineResult<TokenizeReply> {
+        let req = normalize_tokenize_request(raw)?;
+        self.request(|reply| Command::Tokenize { req, reply }).await
+    }
+
+    /// Validates, prepares and registers a stream; errors here happen before any token.
+    pub async fn create_stream(&self, raw: &Value, stream_id: Option<String>, timeout_ms: Option<u64>) -> EngineResult<StreamHandle> {
+        let params = normalize_generator_params(raw)?;
+        let id = stream_id.unwrap_or_else(|| format!("stream-{}-{}", std::process::id(), self.next_stream.fetch_add(1, Ordering::Relaxed)));
+        let (tx, rx) = tmpsc::unbounded_channel();
+        let cancel = Arc::new(AtomicU8::new(0));
+        let start = StartStream { params, id: id.clone(), timeout_ms, tx, cancel: cancel.clone() };
+        self.request(|reply| Command::Start { start: Box::new(start), reply }).await?;
+        self.active.fetch_add(1, Ordering::AcqRel);
+        let slot = Arc::new(ActiveSlot { counter: self.active.clone(), released: Default::default() });
+        Ok(StreamHandle { id, rx, control: StreamControl { cancel, slot } })
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<EngineResult<T>>) -> Command) -> EngineResult<T> {
+        self.start()?;
+        let (reply, rx) = oneshot::channel();
+        let tx = self.running.lock().as_ref().map(|r| r.tx.clone());
+        let tx = tx.ok_or_else(|| EngineError::runtime("Engine shutdown in progress"))?;
+        tx.send(make(reply)).map_err(|_| EngineError::runtime("engine thread is not running"))?;
+        rx.await.map_err(|_| EngineError::runtime("engine thread stopped before answering"))?
+    }
+}
+
+/// Counts a stream in `active_streams()` until it ends or is cancelled (released once).
+pub struct ActiveSlot {
+    counter: Arc<AtomicUsize>,
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl ActiveSlot {
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.counter.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Cancels a stream from any thread without waiting for its receiver.
+#[derive(Clone)]
+pub struct StreamControl {
+    cancel: Arc<AtomicU8>,
+    slot: Arc<ActiveSlot>,
+}
+
+impl StreamControl {
+    /// `abort = false`: end silently (`return()`), slot freed now; `abort = true`: the stream
+    /// ends with one Cancelled error chunk at its next step.
+    pub fn cancel(&self, abort: bool) {
+        let flag = if abort { CANCEL_ABORT } else { CANCEL_RETURN };
+        let _ = self.cancel.compare_exchange(0, flag, Ordering::AcqRel, Ordering::Acquire);
+        if !abort {
+            self.slot.release();
+        }
+    }
+}
+
+/// The consumer's end of one generation stream.
+pub struct StreamHandle {
+    pub id: String,
+    rx: tmpsc::UnboundedReceiver<Chunk>,
+    control: StreamControl,
+}
+
+impl StreamHandle {
+    /// Waits for the next chunks (all that are ready, at least one); empty once the stream ended.
+    pub async fn next_batch(&mut self) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        match self.rx.recv().await {
+            Some(c) => out.push(c),
+            None => {
+                self.control.slot.release();
+                return out;
+            }
+        }
+        while let Ok(c) = self.rx.try_recv() {
+            out.push(c);
+        }
+        if out.iter().any(|c| matches!(c, Chunk::Metadata(_) | Chunk::Error(_))) {
+            self.control.slot.release();
+        }
+        out
+    }
+
+    pub fn control(&self) -> StreamControl {
+        self.control.clone()
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        self.control.cancel(false);
+    }
+}

@@ -1,0 +1,158 @@
+//! The engine thread: the one thread that owns MLX state (weights, KV caches, streams). It
+//! serves commands and steps the active streams round-robin, one token each per turn, so
+//! concurrent generators interleave fairly and a cancelled one is dropped within one step.
+//! Every command and step runs under `catch_unwind`: a Rust panic becomes an error reply or an
+//! error chunk, never a dead engine.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use super::commands::{Command, LoadReply, StartStream, TokenizeReply};
+use crate::error::{EngineError, EngineResult, ErrorCode};
+use crate::generation::stream::{GenerationStream, Step};
+use crate::params::{LoadModelOptions, TokenizeRequest};
+use crate::services::generation::prepare_stream;
+use crate::services::model_lifecycle::{LoadOutcome, ModelRegistry, ModelSnapshot};
+
+pub struct Worker {
+    rx: Receiver<Command>,
+    registry: ModelRegistry,
+    streams: VecDeque<GenerationStream>,
+}
+
+impl Worker {
+    pub fn new(rx: Receiver<Command>, snapshot: ModelSnapshot) -> Self {
+        Worker { rx, registry: ModelRegistry::new(snapshot), streams: VecDeque::new() }
+    }
+
+    pub fn run(mut self) {
+        loop {
+            // Block only when there is nothing to compute.
+            let cmd = if self.streams.is_empty() {
+                match self.rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => break,
+                }
+            } else {
+                match self.rx.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            };
+            if let Some(cmd) = cmd {
+                if let Command::Shutdown { reply } = cmd {
+                    self.shutdown();
+                    let _ = reply.send(());
+                    return;
+                }
+                self.handle(cmd);
+                continue; // drain all pending commands before the next step
+            }
+            self.step_one();
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        for mut s in self.streams.drain(..) {
+            s.abort(EngineError::new(ErrorCode::Cancelled, "Engine shut down"));
+        }
+        self.registry.clear();
+    }
+
+    fn step_one(&mut self) {
+        let Some(mut stream) = self.streams.pop_front() else { return };
+        let outcome = catch_unwind(AssertUnwindSafe(|| stream.step()));
+        match outcome {
+            Ok(Step::Continue) => self.streams.push_back(stream),
+            Ok(Step::Done) => {}
+            Err(panic) => stream.abort(EngineError::generation(format!("internal error: {}", panic_message(&panic)))),
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Load { opts, reply } => {
+                let r = guarded(|| self.load(opts), ErrorCode::ModelLoadError);
+                let _ = reply.send(r);
+            }
+            Command::Unload { id, reply } => {
+                let r = guarded(|| Ok(self.unload(&id)), ErrorCode::RuntimeError);
+                let _ = reply.send(r);
+            }
+            Command::Tokenize { req, reply } => {
+                let r = guarded(|| self.tokenize(req), ErrorCode::TokenizerError);
+                let _ = reply.send(r);
+            }
+            Command::Start { start, reply } => {
+                let r = guarded(|| self.start_stream(*start), ErrorCode::GenerationError);
+                let _ = reply.send(r);
+            }
+            Command::Shutdown { .. } => unreachable!("handled by run()"),
+        }
+    }
+
+    fn load(&mut self, opts: LoadModelOptions) -> EngineResult<LoadReply> {
+        match self.registry.load(opts)? {
+            LoadOutcome::Cached(handle) => Ok(LoadReply { handle, cached: true, evicted: vec![] }),
+            LoadOutcome::Loaded { handle, evicted } => {
+                for id in &evicted {
+                    self.end_streams_of(id);
+                }
+                Ok(LoadReply { handle, cached: false, evicted })
+            }
+        }
+    }
+
+    fn unload(&mut self, id: &str) {
+        self.end_streams_of(id);
+        self.registry.unload(id);
+    }
+
+    fn end_streams_of(&mut self, id: &str) {
+        let (gone, keep): (Vec<_>, Vec<_>) = self.streams.drain(..).partition(|s| s.model_id() == id);
+        self.streams = keep.into();
+        for mut s in gone {
+            s.abort(EngineError::generation(format!("Model {id} was unloaded during generation")));
+        }
+    }
+
+    fn tokenize(&mut self, req: TokenizeRequest) -> EngineResult<TokenizeReply> {
+        let model = self.registry.get(&req.model).ok_or_else(|| {
+            EngineError::model_not_loaded(format!("Model {} must be loaded before tokenization", req.model))
+        })?;
+        let tokens = model.tokenizer.encode(&req.text, req.add_bos)?;
+        let token_strings = tokens.iter().map(|&t| model.tokenizer.id_to_token(t).unwrap_or_default()).collect();
+        Ok(TokenizeReply { tokens, token_strings })
+    }
+
+    fn start_stream(&mut self, s: StartStream) -> EngineResult<()> {
+        let model = self
+            .registry
+            .get(&s.params.model)
+            .ok_or_else(|| EngineError::model_not_loaded(format!("Model not loaded: {}", s.params.model)))?;
+        if self.streams.iter().any(|x| x.id() == s.id) {
+            return Err(EngineError::invalid_params(format!("Stream id {} is already active", s.id)).with_detail("field", "streamId"));
+        }
+        let req = prepare_stream(s.params, &model, s.id, s.timeout_ms)?;
+        let stream = GenerationStream::new(req, model, s.tx, s.cancel)?;
+        self.streams.push_back(stream);
+        Ok(())
+    }
+}
+
+fn guarded<T>(f: impl FnOnce() -> EngineResult<T>, code: ErrorCode) -> EngineResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => Err(EngineError::new(code, format!("internal error: {}", panic_message(&panic)))),
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}

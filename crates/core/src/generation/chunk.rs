@@ -1,0 +1,34 @@
+//! What a generation stream sends back to its consumer, in order: token chunks, then exactly one
+//! terminal chunk (metadata on success, error otherwise). Shapes follow spec §7.2–7.3.
+
+use serde::Serialize;
+
+use crate::error::EngineError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    Stop,
+    Eos,
+    Length,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerationStats {
+    pub tokens_generated: u32,
+    pub tokens_per_second: f64,
+    /// seconds (spec quirk: stats are in seconds, every other duration in ms)
+    pub time_to_first_token: f64,
+    pub total_time: f64,
+    pub model_id: String,
+    pub finish_reason: FinishReason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chunk {
+    Token { token: String, token_id: u32, logprob: Option<f32>, is_final: bool },
+    Metadata(GenerationStats),
+    Error(EngineError),
+}

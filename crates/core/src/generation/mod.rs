@@ -1,0 +1,8 @@
+//! Token generation: KV cache, sampler, per-stream state machine and the chunks it emits.
+
+pub mod chunk;
+pub mod kv_cache;
+pub mod sampler;
+pub mod stream;
+
+pub use chunk::{Chunk, FinishReason, GenerationStats};

@@ -1,0 +1,14 @@
+//! mlx-serving-core: the in-process LLM engine behind the `mlx-serving` Node addon. No napi here:
+//! everything is testable with `cargo test`. The napi layer (`src/` at the repo root) only
+//! converts values and errors.
+
+pub mod engine;
+pub mod error;
+pub mod generation;
+pub mod models;
+pub mod params;
+pub mod services;
+pub mod text;
+
+pub use engine::{Engine, StreamControl, StreamHandle};
+pub use error::{EngineError, EngineResult, ErrorCode};

@@ -1,0 +1,235 @@
+//! Parsing of a model folder's `config.json` into the typed configuration the Llama-family
+//! forward pass needs. Unknown keys are ignored; missing required keys are load errors that
+//! name the file and the key.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{EngineError, EngineResult};
+
+/// The `model_type`s this build runs (Llama family: same block structure, small differences).
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// `rope_type: linear`: positions divided by `factor`.
+    Linear { factor: f32 },
+    /// `rope_type: llama3`: per-frequency smooth scaling (Llama 3.1+).
+    Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_max_position_embeddings: f32 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizationConfig {
+    pub group_size: i32,
+    pub bits: i32,
+    /// Per-module overrides (`"model.layers.0.mlp.down_proj": {group_size, bits}` or `false`).
+    pub overrides: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub model_type: String,
+    pub hidden_size: i32,
+    pub num_hidden_layers: i32,
+    pub intermediate_size: i32,
+    pub num_attention_heads: i32,
+    pub num_key_value_heads: i32,
+    pub head_dim: i32,
+    pub vocab_size: i32,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f32,
+    pub rope_traditional: bool,
+    pub rope_scaling: RopeScaling,
+    /// `None` when config.json does not say: then the presence of `lm_head.weight` decides.
+    pub tie_word_embeddings: Option<bool>,
+    pub attention_bias: bool,
+    pub mlp_bias: bool,
+    /// qwen3: RMSNorm over each head's queries and keys before rotary embedding.
+    pub qk_norm: bool,
+    pub quantization: Option<QuantizationConfig>,
+    pub context_length: Option<u32>,
+    pub raw: Value,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    model_type: Option<String>,
+    hidden_size: Option<i32>,
+    num_hidden_layers: Option<i32>,
+    intermediate_size: Option<i32>,
+    num_attention_heads: Option<i32>,
+    num_key_value_heads: Option<i32>,
+    head_dim: Option<i32>,
+    vocab_size: Option<i32>,
+    rms_norm_eps: Option<f32>,
+    rope_theta: Option<f32>,
+    #[serde(default)]
+    rope_traditional: bool,
+    rope_scaling: Option<Value>,
+    tie_word_embeddings: Option<bool>,
+    #[serde(default)]
+    attention_bias: bool,
+    #[serde(default)]
+    mlp_bias: bool,
+}
+
+impl ModelConfig {
+    pub fn from_dir(dir: &Path) -> EngineResult<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| EngineError::model_load(format!("cannot read config.json in {}: {e}", dir.display())))?;
+        let raw: Value = serde_json::from_str(&text)
+            .map_err(|e| EngineError::model_load(format!("config.json is not valid JSON: {e}")))?;
+        Self::from_value(raw)
+    }
+
+    pub fn from_value(raw: Value) -> EngineResult<Self> {
+        let cfg: RawConfig = serde_json::from_value(raw.clone())
+            .map_err(|e| EngineError::model_load(format!("config.json has an invalid field: {e}")))?;
+        let model_type = cfg
+            .model_type
+            .ok_or_else(|| EngineError::model_load("config.json has no model_type"))?;
+        if !SUPPORTED_MODEL_TYPES.contains(&model_type.as_str()) {
+            return Err(EngineError::model_load(format!(
+                "unsupported model_type '{model_type}' in config.json (supported: {})",
+                SUPPORTED_MODEL_TYPES.join(", ")
+            ))
+            .with_detail("modelType", model_type));
+        }
+        let need = |v: Option<i32>, key: &str| {
+            v.filter(|n| *n > 0)
+                .ok_or_else(|| EngineError::model_load(format!("config.json: missing or invalid '{key}'")))
+        };
+        let hidden_size = need(cfg.hidden_size, "hidden_size")?;
+        let heads = need(cfg.num_attention_heads, "num_attention_heads")?;
+        let kv_heads = cfg.num_key_value_heads.unwrap_or(heads);
+        if kv_heads <= 0 || heads % kv_heads != 0 {
+            return Err(EngineError::model_load("config.json: num_attention_heads must be a multiple of num_key_value_heads"));
+        }
+        let head_dim = cfg.head_dim.unwrap_or(hidden_size / heads);
+        let is_qwen2 = model_type == "qwen2";
+        Ok(ModelConfig {
+            hidden_size,
+            num_hidden_layers: need(cfg.num_hidden_layers, "num_hidden_layers")?,
+            intermediate_size: need(cfg.intermediate_size, "intermediate_size")?,
+            num_attention_heads: heads,
+            num_key_value_heads: kv_heads,
+            head_dim,
+            vocab_size: need(cfg.vocab_size, "vocab_size")?,
+            rms_norm_eps: cfg.rms_norm_eps.unwrap_or(1e-6),
+            rope_theta: cfg.rope_theta.unwrap_or(10000.0),
+            rope_traditional: cfg.rope_traditional,
+            rope_scaling: parse_rope_scaling(cfg.rope_scaling.as_ref())?,
+            tie_word_embeddings: cfg.tie_word_embeddings,
+            attention_bias: cfg.attention_bias || is_qwen2,
+            mlp_bias: cfg.mlp_bias,
+            qk_norm: model_type == "qwen3",
+            quantization: parse_quantization(&raw)?,
+            context_length: context_length(&raw),
+            model_type,
+            raw,
+        })
+    }
+}
+
+fn parse_rope_scaling(v: Option<&Value>) -> EngineResult<RopeScaling> {
+    let Some(obj) = v.and_then(Value::as_object) else { return Ok(RopeScaling::None) };
+    let kind = obj
+        .get("rope_type")
+        .or_else(|| obj.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let num = |k: &str, d: f32| obj.get(k).and_then(Value::as_f64).map(|x| x as f32).unwrap_or(d);
+    match kind {
+        "default" => Ok(RopeScaling::None),
+        "linear" => Ok(RopeScaling::Linear { factor: num("factor", 1.0) }),
+        "llama3" => Ok(RopeScaling::Llama3 {
+            factor: num("factor", 1.0),
+            low_freq_factor: num("low_freq_factor", 1.0),
+            high_freq_factor: num("high_freq_factor", 4.0),
+            original_max_position_embeddings: num("original_max_position_embeddings", 8192.0),
+        }),
+        other => Err(EngineError::model_load(format!("config.json: unsupported rope_scaling type '{other}'"))),
+    }
+}
+
+fn parse_quantization(raw: &Value) -> EngineResult<Option<QuantizationConfig>> {
+    let q = raw.get("quantization").or_else(|| raw.get("quantization_config"));
+    let Some(obj) = q.and_then(Value::as_object) else { return Ok(None) };
+    if let Some(mode) = obj.get("mode").and_then(Value::as_str) {
+        if mode != "affine" {
+            return Err(EngineError::model_load(format!("config.json: unsupported quantization mode '{mode}'")));
+        }
+    }
+    let group_size = obj.get("group_size").and_then(Value::as_i64).unwrap_or(64) as i32;
+    let bits = obj.get("bits").and_then(Value::as_i64).unwrap_or(4) as i32;
+    if ![2, 3, 4, 5, 6, 8].contains(&bits) || group_size <= 0 {
+        return Err(EngineError::model_load(format!("config.json: unsupported quantization bits={bits} group_size={group_size}")));
+    }
+    let overrides = obj
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "group_size" | "bits" | "mode"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(Some(QuantizationConfig { group_size, bits, overrides }))
+}
+
+/// Spec §8.1: first present of these keys.
+fn context_length(raw: &Value) -> Option<u32> {
+    ["max_position_embeddings", "n_ctx", "max_sequence_length", "context_length", "model_max_length"]
+        .iter()
+        .find_map(|k| raw.get(*k).and_then(Value::as_u64))
+        .map(|n| n.min(u32::MAX as u64) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128,
+               "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100})
+    }
+
+    #[test]
+    fn parses_defaults() {
+        let c = ModelConfig::from_value(base()).unwrap();
+        assert_eq!(c.head_dim, 16);
+        assert_eq!(c.rope_scaling, RopeScaling::None);
+        assert_eq!(c.tie_word_embeddings, None);
+        assert!(c.quantization.is_none());
+    }
+
+    #[test]
+    fn rejects_unsupported_type_naming_it() {
+        let mut v = base();
+        v["model_type"] = json!("mamba");
+        let e = ModelConfig::from_value(v).unwrap_err();
+        assert!(e.message.contains("mamba"), "{}", e.message);
+        assert_eq!(e.code, crate::error::ErrorCode::ModelLoadError);
+    }
+
+    #[test]
+    fn parses_llama3_rope_and_quantization() {
+        let mut v = base();
+        v["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 64});
+        v["quantization"] = json!({"group_size": 32, "bits": 4, "lm_head": false});
+        let c = ModelConfig::from_value(v).unwrap();
+        assert!(matches!(c.rope_scaling, RopeScaling::Llama3 { factor, .. } if factor == 8.0));
+        let q = c.quantization.unwrap();
+        assert_eq!((q.group_size, q.bits), (32, 4));
+        assert!(q.overrides.contains_key("lm_head"));
+    }
+
+    #[test]
+    fn qwen_defaults() {
+        let mut v = base();
+        v["model_type"] = json!("qwen2");
+        let c = ModelConfig::from_value(v).unwrap();
+        assert!(c.attention_bias && !c.qk_norm);
+    }
+}

@@ -1,0 +1,191 @@
+//! The Llama-family decoder (model_type llama, mistral, qwen2, qwen3): pre-norm transformer
+//! blocks with grouped-query attention, rotary embeddings and a SwiGLU MLP. The differences
+//! between the types are data, not code: attention biases (qwen2), per-head q/k RMSNorm (qwen3),
+//! explicit head_dim, tied or untied output projection, rope scaling.
+
+use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::{nn, ops, Array};
+
+use super::config::ModelConfig;
+use super::linear::{Embedding, Linear};
+use super::rope::Rope;
+use super::weights::WeightMap;
+use crate::error::{EngineError, EngineResult};
+use crate::generation::kv_cache::KvCache;
+
+type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Option<Array>,
+    k_norm: Option<Array>,
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+struct Block {
+    input_layernorm: Array,
+    post_attention_layernorm: Array,
+    attn: Attention,
+    mlp: Mlp,
+}
+
+pub struct LlamaModel {
+    pub config: ModelConfig,
+    embed_tokens: Embedding,
+    layers: Vec<Block>,
+    norm: Array,
+    lm_head: Option<Linear>,
+    rope: Rope,
+}
+
+impl LlamaModel {
+    pub fn load(config: ModelConfig, w: &WeightMap) -> EngineResult<Self> {
+        let q = config.quantization.as_ref();
+        let embed_tokens = Embedding::load(w, "model.embed_tokens", q)?;
+        let has_lm_head = w.contains("lm_head.weight");
+        let tied = config.tie_word_embeddings.unwrap_or(!has_lm_head);
+        let lm_head = if tied { None } else { Some(Linear::load(w, "lm_head", q, false)?) };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers as usize);
+        for i in 0..config.num_hidden_layers {
+            layers.push(load_block(&config, w, i)?);
+        }
+        let rope = Rope::new(config.head_dim, config.rope_theta, config.rope_traditional, &config.rope_scaling)
+            .map_err(|e| EngineError::model_load(format!("rotary setup failed: {}", e.what())))?;
+        if embed_tokens.rows() < config.vocab_size {
+            return Err(EngineError::model_load(format!(
+                "model.embed_tokens has {} rows but config.json vocab_size is {}",
+                embed_tokens.rows(),
+                config.vocab_size
+            )));
+        }
+        Ok(LlamaModel { embed_tokens, layers, norm: w.require("model.norm.weight")?, lm_head, rope, config })
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn new_cache(&self) -> Vec<KvCache> {
+        (0..self.layers.len()).map(|_| KvCache::new()).collect()
+    }
+
+    /// ids: int32 [B, L] → logits [B, L, vocab] (computed only for the last position when
+    /// `last_only`, which is all generation needs after a prefill).
+    pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
+        let mut h = self.embed_tokens.lookup(ids)?;
+        let seq_len = ids.shape()[1];
+        for (layer, c) in self.layers.iter().zip(cache.iter_mut()) {
+            h = self.block_forward(layer, &h, c, seq_len)?;
+        }
+        if last_only && seq_len > 1 {
+            use mlx_rs::ops::indexing::TryIndexOp;
+            h = h.try_index((.., seq_len - 1.., ..))?;
+        }
+        let h = fast::rms_norm(&h, Some(&self.norm), self.config.rms_norm_eps)?;
+        match &self.lm_head {
+            Some(head) => head.forward(&h),
+            None => self.embed_tokens.as_linear(&h),
+        }
+    }
+
+    fn block_forward(&self, b: &Block, x: &Array, cache: &mut KvCache, seq_len: i32) -> MlxResult<Array> {
+        let eps = self.config.rms_norm_eps;
+        let normed = fast::rms_norm(x, Some(&b.input_layernorm), eps)?;
+        let h = ops::add(x, &self.attention(&b.attn, &normed, cache, seq_len)?)?;
+        let normed = fast::rms_norm(&h, Some(&b.post_attention_layernorm), eps)?;
+        let gate = b.mlp.gate_proj.forward(&normed)?;
+        let up = b.mlp.up_proj.forward(&normed)?;
+        let act = ops::multiply(&nn::silu(&gate)?, &up)?;
+        ops::add(&h, &b.mlp.down_proj.forward(&act)?)
+    }
+
+    fn attention(&self, a: &Attention, x: &Array, cache: &mut KvCache, seq_len: i32) -> MlxResult<Array> {
+        let c = &self.config;
+        let batch = x.shape()[0];
+        let heads = |t: Array, n: i32, norm: &Option<Array>| -> MlxResult<Array> {
+            let t = t.reshape(&[batch, seq_len, n, c.head_dim])?;
+            let t = match norm {
+                Some(w) => fast::rms_norm(&t, Some(w), c.rms_norm_eps)?,
+                None => t,
+            };
+            t.transpose_axes(&[0, 2, 1, 3])
+        };
+        let q = heads(a.q_proj.forward(x)?, c.num_attention_heads, &a.q_norm)?;
+        let k = heads(a.k_proj.forward(x)?, c.num_key_value_heads, &a.k_norm)?;
+        let v = heads(a.v_proj.forward(x)?, c.num_key_value_heads, &None)?;
+        let offset = cache.offset();
+        let q = self.rope.apply(&q, offset)?;
+        let k = self.rope.apply(&k, offset)?;
+        let (keys, values) = cache.update(&k, &v)?;
+        let scale = (c.head_dim as f32).powf(-0.5);
+        let out = if seq_len > 1 {
+            fast::scaled_dot_product_attention(&q, &keys, &values, scale, ScaledDotProductAttentionMask::Causal, None)?
+        } else {
+            fast::scaled_dot_product_attention(&q, &keys, &values, scale, None, None)?
+        };
+        let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[batch, seq_len, c.num_attention_heads * c.head_dim])?;
+        a.o_proj.forward(&out)
+    }
+}
+
+fn load_block(c: &ModelConfig, w: &WeightMap, i: i32) -> EngineResult<Block> {
+    let q = c.quantization.as_ref();
+    let p = format!("model.layers.{i}");
+    let lin = |name: &str, bias: bool| Linear::load(w, &format!("{p}.{name}"), q, bias);
+    let attn = Attention {
+        q_proj: lin("self_attn.q_proj", c.attention_bias)?,
+        k_proj: lin("self_attn.k_proj", c.attention_bias)?,
+        v_proj: lin("self_attn.v_proj", c.attention_bias)?,
+        o_proj: lin("self_attn.o_proj", false)?,
+        q_norm: if c.qk_norm { Some(w.require(&format!("{p}.self_attn.q_norm.weight"))?) } else { None },
+        k_norm: if c.qk_norm { Some(w.require(&format!("{p}.self_attn.k_norm.weight"))?) } else { None },
+    };
+    let mlp = Mlp { gate_proj: lin("mlp.gate_proj", c.mlp_bias)?, up_proj: lin("mlp.up_proj", c.mlp_bias)?, down_proj: lin("mlp.down_proj", c.mlp_bias)? };
+    Ok(Block {
+        input_layernorm: w.require(&format!("{p}.input_layernorm.weight"))?,
+        post_attention_layernorm: w.require(&format!("{p}.post_attention_layernorm.weight"))?,
+        attn,
+        mlp,
+    })
+}
+
+impl LlamaModel {
+    /// Forces every weight to be read now (MLX loads lazily).
+    pub fn eval_weights(&self) -> MlxResult<()> {
+        let mut arrays: Vec<Array> = vec![self.norm.clone()];
+        let lin_arrays = |l: &Linear, out: &mut Vec<Array>| match l {
+            Linear::Dense { weight, bias } => {
+                out.push(weight.clone());
+                out.extend(bias.iter().cloned());
+            }
+            Linear::Quantized { q, bias } => {
+                out.extend([q.weight.clone(), q.scales.clone(), q.biases.clone()]);
+                out.extend(bias.iter().cloned());
+            }
+        };
+        match &self.embed_tokens {
+            Embedding::Dense(a) => arrays.push(a.clone()),
+            Embedding::Quantized(q) => arrays.extend([q.weight.clone(), q.scales.clone(), q.biases.clone()]),
+        }
+        if let Some(h) = &self.lm_head {
+            lin_arrays(h, &mut arrays);
+        }
+        for b in &self.layers {
+            arrays.extend([b.input_layernorm.clone(), b.post_attention_layernorm.clone()]);
+            arrays.extend(b.attn.q_norm.iter().cloned());
+            arrays.extend(b.attn.k_norm.iter().cloned());
+            for l in [&b.attn.q_proj, &b.attn.k_proj, &b.attn.v_proj, &b.attn.o_proj, &b.mlp.gate_proj, &b.mlp.up_proj, &b.mlp.down_proj] {
+                lin_arrays(l, &mut arrays);
+            }
+        }
+        mlx_rs::transforms::eval(arrays.iter())
+    }
+}

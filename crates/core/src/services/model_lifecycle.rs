@@ -1,0 +1,227 @@
+//! ModelLifecycleService: loads model folders into `LoadedModel`s, keeps them in load order,
+//! answers lookups, and publishes an immutable snapshot of the handles so that the synchronous
+//! `listModels()` / `getModelInfo()` never wait for the engine thread.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+use serde_json::{json, Value};
+
+use crate::error::{EngineError, EngineResult};
+use crate::models::{load_language_model, LlamaModel};
+use crate::params::{LoadModelOptions, ModelDefaults};
+use crate::text::TextTokenizer;
+
+/// Spec §8.9: at most this many models; loading one more evicts the least recently used.
+pub const MAX_LOADED_MODELS: usize = 5;
+pub const DEFAULT_CONTEXT_LENGTH: u32 = 8192;
+
+pub struct LoadedModel {
+    pub id: String,
+    pub model: LlamaModel,
+    pub tokenizer: TextTokenizer,
+    pub defaults: ModelDefaults,
+    pub handle: Value,
+    pub options: LoadModelOptions,
+}
+
+/// One published entry of the snapshot.
+#[derive(Clone)]
+pub struct HandleEntry {
+    pub id: String,
+    pub handle: Value,
+    pub last_access_ms: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct ModelSnapshot {
+    inner: Arc<RwLock<Vec<HandleEntry>>>,
+}
+
+impl ModelSnapshot {
+    pub fn list(&self) -> Vec<Value> {
+        self.inner.read().iter().map(|e| e.handle.clone()).collect()
+    }
+    pub fn get(&self, id: &str) -> Option<Value> {
+        self.inner.read().iter().find(|e| e.id == id).map(|e| e.handle.clone())
+    }
+    pub fn entries(&self) -> Vec<HandleEntry> {
+        self.inner.read().clone()
+    }
+    /// Refreshes a model's LRU time; false when not loaded.
+    pub fn touch(&self, id: &str) -> bool {
+        let mut guard = self.inner.write();
+        match guard.iter_mut().find(|e| e.id == id) {
+            Some(e) => {
+                e.last_access_ms = now_ms();
+                true
+            }
+            None => false,
+        }
+    }
+    fn publish(&self, entries: Vec<HandleEntry>) {
+        *self.inner.write() = entries;
+    }
+    pub fn clear(&self) {
+        self.inner.write().clear();
+    }
+}
+
+/// Lives on the engine thread (models hold MLX arrays).
+pub struct ModelRegistry {
+    models: Vec<Rc<LoadedModel>>,
+    snapshot: ModelSnapshot,
+}
+
+pub enum LoadOutcome {
+    /// Same id and options already loaded: the existing handle (no reload).
+    Cached(Value),
+    Loaded { handle: Value, evicted: Vec<String> },
+}
+
+impl ModelRegistry {
+    pub fn new(snapshot: ModelSnapshot) -> Self {
+        ModelRegistry { models: Vec::new(), snapshot }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Rc<LoadedModel>> {
+        let m = self.models.iter().find(|m| m.id == id).cloned();
+        if m.is_some() {
+            self.snapshot.touch(id);
+        }
+        m
+    }
+
+    pub fn load(&mut self, opts: LoadModelOptions) -> EngineResult<LoadOutcome> {
+        if let Some(existing) = self.models.iter().find(|m| m.id == opts.id) {
+            if same_variant(&existing.options, &opts) {
+                self.snapshot.touch(&opts.id);
+                return Ok(LoadOutcome::Cached(existing.handle.clone()));
+            }
+        }
+        let dir = resolve_dir(&opts)?;
+        let (model, stats) = load_language_model(&dir)?;
+        let tokenizer = TextTokenizer::from_dir(&dir)?;
+        let handle = build_handle(&opts, &dir, &model, &tokenizer, stats.parameter_count, &stats.dtype);
+        let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts };
+        // Different options for the same id replace it.
+        self.models.retain(|m| m.id != loaded.id);
+        let mut evicted = Vec::new();
+        while self.models.len() >= MAX_LOADED_MODELS {
+            let lru = self.least_recently_used();
+            self.models.retain(|m| m.id != lru);
+            evicted.push(lru);
+        }
+        self.models.push(Rc::new(loaded));
+        self.publish();
+        Ok(LoadOutcome::Loaded { handle, evicted })
+    }
+
+    pub fn unload(&mut self, id: &str) -> bool {
+        let before = self.models.len();
+        self.models.retain(|m| m.id != id);
+        self.publish();
+        before != self.models.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.models.clear();
+        self.snapshot.clear();
+    }
+
+    fn least_recently_used(&self) -> String {
+        let entries = self.snapshot.entries();
+        entries
+            .iter()
+            .filter(|e| self.models.iter().any(|m| m.id == e.id))
+            .min_by_key(|e| e.last_access_ms)
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|| self.models[0].id.clone())
+    }
+
+    fn publish(&self) {
+        let old = self.snapshot.entries();
+        let entries = self
+            .models
+            .iter()
+            .map(|m| HandleEntry {
+                id: m.id.clone(),
+                handle: m.handle.clone(),
+                last_access_ms: old.iter().find(|e| e.id == m.id).map(|e| e.last_access_ms).unwrap_or_else(now_ms),
+            })
+            .collect();
+        self.snapshot.publish(entries);
+    }
+}
+
+fn same_variant(a: &LoadModelOptions, b: &LoadModelOptions) -> bool {
+    a.draft == b.draft && a.revision == b.revision && a.quantization == b.quantization && a.local_path == b.local_path
+}
+
+/// The folder to load: `localPath` when given, else the model id (or descriptor path) as a path.
+fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
+    let raw = opts.local_path.clone().or_else(|| opts.descriptor_path.clone()).unwrap_or_else(|| opts.id.clone());
+    let dir = PathBuf::from(&raw);
+    if !dir.exists() {
+        return Err(EngineError::model_load(format!(
+            "model '{raw}' not found: no such local folder (downloading from the Hugging Face hub is not available in this build)"
+        ))
+        .with_detail("path", raw));
+    }
+    if !dir.is_dir() {
+        return Err(EngineError::model_load(format!("model path '{raw}' is not a directory")).with_detail("path", raw));
+    }
+    Ok(dir)
+}
+
+fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &LlamaModel, tok: &TextTokenizer, params: u64, dtype: &str) -> Value {
+    let cfg = &model.config;
+    let context_length = cfg.context_length.or(opts.context_length).unwrap_or(DEFAULT_CONTEXT_LENGTH);
+    let quantization = match &cfg.quantization {
+        Some(q) if q.bits == 4 => "int4".to_string(),
+        Some(q) if q.bits == 8 => "int8".to_string(),
+        Some(q) => format!("int{}", q.bits),
+        None => opts.quantization.clone().unwrap_or_else(|| "none".into()),
+    };
+    let mut metadata = json!({
+        "parameterCount": params,
+        "dtype": dtype,
+        "isVisionModel": false,
+        "tokenizerType": "huggingface",
+        "quantization": quantization,
+        "draft": opts.draft,
+        "modelType": cfg.model_type,
+        "vocabSize": tok.vocab_size(),
+    });
+    if let Some(rev) = &opts.revision {
+        metadata["revision"] = json!(rev);
+    }
+    let mut special = serde_json::Map::new();
+    if let Some(b) = tok.bos_id() {
+        special.insert("bos".into(), json!(b));
+    }
+    if let Some(e) = tok.eos_ids().first() {
+        special.insert("eos".into(), json!(e));
+    }
+    json!({
+        "descriptor": {
+            "id": opts.id,
+            "source": "local",
+            "path": dir.to_string_lossy(),
+            "modality": "text",
+            "family": "mlx-lm",
+            "tokenizer": {"type": "huggingface", "vocabSize": tok.vocab_size(), "specialTokens": special},
+        },
+        "state": "ready",
+        "contextLength": context_length,
+        "metadata": metadata,
+        "draft": opts.draft,
+    })
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

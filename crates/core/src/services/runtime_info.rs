@@ -1,0 +1,44 @@
+//! Runtime facts: package and MLX versions, the device MLX computes on, capabilities.
+
+use serde_json::{json, Value};
+
+pub fn mlx_version() -> String {
+    unsafe {
+        let mut s = mlx_sys::mlx_string_new();
+        let ok = mlx_sys::mlx_version(&mut s) == 0;
+        let out = if ok { std::ffi::CStr::from_ptr(mlx_sys::mlx_string_data(s)).to_string_lossy().into_owned() } else { "unknown".into() };
+        mlx_sys::mlx_string_free(s);
+        out
+    }
+}
+
+/// 'metal' | 'cuda' | 'cpu': which backend this MLX build computes on by default.
+pub fn device() -> &'static str {
+    let mut cuda = false;
+    let mut metal = false;
+    unsafe {
+        mlx_sys::mlx_cuda_is_available(&mut cuda);
+        mlx_sys::mlx_metal_is_available(&mut metal);
+    }
+    if metal {
+        "metal"
+    } else if cuda {
+        "cuda"
+    } else {
+        "cpu"
+    }
+}
+
+pub const CAPABILITIES: &[&str] = &["load_model", "generate", "tokenize", "batch_tokenize"];
+
+pub fn runtime_info(package_version: &str) -> Value {
+    let mlx = mlx_version();
+    json!({
+        "version": package_version,
+        "mlxVersion": mlx,
+        "protocol": "json-rpc-2.0",
+        "capabilities": CAPABILITIES,
+        "mlxSupported": true,
+        "backend": {"device": device(), "mlxVersion": mlx},
+    })
+}

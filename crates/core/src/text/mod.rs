@@ -1,0 +1,19 @@
+//! Text processing around the model: tokenization (with the model folder's special-token
+//! configuration), chat-template rendering, streaming detokenization that never splits a UTF-8
+//! character, and stop-sequence matching over the streamed text.
+//!
+//! Everything here is pure CPU work with no MLX dependency, so it can be tested on its own.
+
+pub mod chat_template;
+pub mod detokenizer;
+mod hf_config;
+pub mod stop_matcher;
+mod template_fns;
+#[cfg(test)]
+mod test_fixtures;
+pub mod tokenizer;
+
+pub use chat_template::{render_chat, ChatMessage};
+pub use detokenizer::StreamingDetokenizer;
+pub use stop_matcher::{StopMatcher, StopOutcome};
+pub use tokenizer::TextTokenizer;

@@ -1,0 +1,459 @@
+'use strict';
+// The public `Engine` class (spec §3, §4, §9): a thin facade over the native `NativeEngine`.
+// What lives here is only what JavaScript semantics need — the eventemitter3 base class, lazy
+// start / shared shutdown promise, re-wrapping native errors into `EngineClientError`, event
+// emission, and real AsyncGenerators. Validation, normalization, model state and generation are
+// all in Rust (DESIGN.md decision 4).
+
+const EventEmitter = require('eventemitter3');
+const { EngineClientError, fromNative } = require('./errors');
+const { streamChunks } = require('./stream');
+const { toRawArg } = require('./raw');
+const { notSupported, visionGenerator } = require('./unsupported');
+
+/** Module-internal entry used by createEngine(): starts the runtime without another call. */
+const kStart = Symbol('mlx-serving.start');
+
+const CACHE_HEALTH_EMPTY = Object.freeze({
+  healthy: true, sizeBytes: 0, entryCount: 0, hitRate: 0, nearLimit: false,
+});
+
+// §4: snake_case aliases are own instance properties holding bound functions.
+const ALIASES = Object.freeze({
+  load_model: 'loadModel',
+  unload_model: 'unloadModel',
+  load_draft_model: 'loadDraftModel',
+  unload_draft_model: 'unloadDraftModel',
+  is_draft_model_compatible: 'isDraftModelCompatible',
+  create_generator: 'createGenerator',
+  list_models: 'listModels',
+  get_model_info: 'getModelInfo',
+  get_runtime_info: 'getRuntimeInfo',
+  health_check: 'healthCheck',
+  warmup_model: 'warmupModel',
+  get_cache_stats: 'getCacheStats',
+  load_vision_model: 'loadVisionModel',
+  create_vision_generator: 'createVisionGenerator',
+});
+
+function loadNativeModule() {
+  // Required on first use, not at import: `new Engine()` must stay free of I/O (§2.1).
+  return require('./native');
+}
+
+/** Display-only id for progress events before the addon has normalized the options. */
+function progressModelId(options) {
+  if (typeof options === 'string') return options;
+  if (!options || typeof options !== 'object') return undefined;
+  const model = options.model_id !== undefined ? options.model_id : options.model;
+  if (typeof model === 'string') return model;
+  return model && typeof model === 'object' && typeof model.id === 'string' ? model.id : undefined;
+}
+
+function unhealthy(runtimeStatus) {
+  return {
+    status: 'unhealthy', uptime: 0, activeStreams: 0, loadedModels: 0,
+    runtime: { status: runtimeStatus },
+  };
+}
+
+class Engine extends EventEmitter {
+  #nativeModule;
+  #native = null; // NativeEngine, created on first start
+  #startPromise = null;
+  #shutdownPromise = null;
+  #telemetry;
+  #logger;
+
+  /**
+   * @param {object} [options] EngineOptions; unknown keys ignored (Python-era keys included).
+   * @param {{logger?: object, runner?: unknown}} [deps] `runner` is accepted and ignored (§11).
+   */
+  constructor(options, deps) {
+    super();
+    const opts = options && typeof options === 'object' ? options : {};
+    const d = deps && typeof deps === 'object' ? deps : {};
+    const telemetry = opts.telemetry;
+    this.#telemetry = telemetry && telemetry.enabled === true && telemetry.hooks
+      ? telemetry.hooks : null;
+    this.#logger = d.logger && typeof d.logger === 'object' ? d.logger : null;
+    // Test seam (not public API): a fake of the native module's shape.
+    this.#nativeModule = d.native || null;
+    for (const [alias, method] of Object.entries(ALIASES)) {
+      Object.defineProperty(this, alias, {
+        value: this[method].bind(this), enumerable: true, writable: true, configurable: true,
+      });
+    }
+  }
+
+  // ---- lifecycle (§3) ----------------------------------------------------------------------
+
+  #nativeEngine() {
+    if (!this.#native) {
+      if (!this.#nativeModule) this.#nativeModule = loadNativeModule();
+      this.#native = new this.#nativeModule.NativeEngine();
+    }
+    return this.#native;
+  }
+
+  /** Lazily start the runtime; rejects RuntimeError while a shutdown is in progress. */
+  async #ensureStarted() {
+    if (this.#shutdownPromise) {
+      throw new EngineClientError('RuntimeError', 'Engine shutdown in progress');
+    }
+    if (this.#startPromise) return this.#startPromise;
+    let ne;
+    try {
+      ne = this.#nativeEngine();
+      if (ne.isRunning()) return undefined;
+    } catch (err) {
+      throw fromNative(err, 'RuntimeError');
+    }
+    const p = (async () => {
+      try {
+        await ne.start();
+      } catch (err) {
+        const e = fromNative(err, 'RuntimeError');
+        throw e.code === 'RuntimeError' ? e
+          : new EngineClientError('RuntimeError', `Engine failed to start: ${e.message}`);
+      }
+    })();
+    this.#startPromise = p;
+    try {
+      await p;
+    } finally {
+      if (this.#startPromise === p) this.#startPromise = null;
+    }
+    return undefined;
+  }
+
+  [kStart]() {
+    return this.#ensureStarted();
+  }
+
+  shutdown() {
+    if (this.#shutdownPromise) return this.#shutdownPromise;
+    const starting = this.#startPromise;
+    const ne = this.#native;
+    if (!ne || (!starting && !this.#safeIsRunning(ne))) return Promise.resolve();
+    const p = (async () => {
+      try {
+        if (starting) await starting.catch(() => undefined);
+        await ne.shutdown();
+      } catch (err) {
+        throw this.#fail(err, 'RuntimeError', 'shutdown');
+      }
+    })();
+    this.#shutdownPromise = p;
+    // Clear the shared promise once settled so the engine can restart (§14.9).
+    p.then(() => this.#clearShutdown(p), () => this.#clearShutdown(p));
+    return p;
+  }
+
+  #clearShutdown(p) {
+    if (this.#shutdownPromise === p) this.#shutdownPromise = null;
+  }
+
+  dispose() {
+    return this.shutdown();
+  }
+
+  #safeIsRunning(ne) {
+    try {
+      return ne.isRunning();
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- events & telemetry (§9) -----------------------------------------------------------
+
+  /** Wrap, emit `error` (eventemitter3: harmless with no listener) and return the error. */
+  #fail(err, fallbackCode, context) {
+    const e = fromNative(err, fallbackCode);
+    this.#emitError(e, context);
+    return e;
+  }
+
+  #emitError(e, context) {
+    const error = e.toObject();
+    this.#hook('onError', error);
+    this.emit('error', { error, context, timestamp: Date.now() });
+  }
+
+  /** Telemetry hooks (§9.3): only when enabled; a throwing hook never breaks the call. */
+  #hook(name, ...args) {
+    const fn = this.#telemetry && this.#telemetry[name];
+    if (typeof fn !== 'function') return;
+    try {
+      fn(...args);
+    } catch (err) {
+      if (this.#logger && typeof this.#logger.warn === 'function') {
+        this.#logger.warn({ err, hook: name }, 'telemetry hook threw; ignored');
+      }
+    }
+  }
+
+  /** §15: `onProgress(payload)` and the `model:progress` event (payload plus `modelId`). */
+  #progress(onProgress, payload, modelId) {
+    if (typeof onProgress === 'function') {
+      try {
+        onProgress({ ...payload });
+      } catch {
+        // a caller's progress callback must not fail the load
+      }
+    }
+    this.emit('model:progress', { ...payload, modelId });
+  }
+
+  // ---- models (§4, §5.2, §8.1) -------------------------------------------------------------
+
+  async #load(options, { fallback, context, announce }) {
+    const onProgress = options && typeof options === 'object' ? options.onProgress : undefined;
+    const modelId = progressModelId(options);
+    let handle;
+    try {
+      await this.#ensureStarted();
+      this.#progress(onProgress, { phase: 'load' }, modelId);
+      handle = await this.#nativeEngine().loadModel(toRawArg(options));
+    } catch (err) {
+      throw this.#fail(err, fallback, context);
+    }
+    if (announce) {
+      this.#hook('onModelLoaded', handle);
+      this.emit('model:loaded', {
+        modelId: handle.descriptor.id, handle, timestamp: Date.now(),
+      });
+    }
+    return handle;
+  }
+
+  loadModel(options) {
+    return this.#load(options, { fallback: 'ModelLoadError', context: 'loadModel', announce: true });
+  }
+
+  loadDraftModel(options) {
+    let withDraft = options;
+    if (typeof options === 'string') withDraft = { model: options, draft: true };
+    else if (options && typeof options === 'object') withDraft = { ...options, draft: true };
+    return this.#load(withDraft, {
+      fallback: 'ModelLoadError', context: 'loadDraftModel', announce: true,
+    });
+  }
+
+  /** Loads (or touches) a model without announcing it (§4: no `model:loaded`). */
+  async warmupModel(options) {
+    try {
+      await this.#load(options, { fallback: 'ModelLoadError', context: 'warmupModel' });
+    } catch (err) {
+      // The original had no validation here: bad input surfaces as ModelLoadError.
+      if (err.code === 'InvalidParams') {
+        throw new EngineClientError('ModelLoadError', err.message, err.details);
+      }
+      throw err;
+    }
+  }
+
+  async unloadModel(id) {
+    try {
+      await this.#ensureStarted();
+      await this.#nativeEngine().unloadModel(id);
+    } catch (err) {
+      throw this.#fail(err, 'RuntimeError', 'unloadModel');
+    }
+    this.emit('model:unloaded', { modelId: id, timestamp: Date.now() });
+  }
+
+  /** No id → the most recently loaded draft (from the native load-order snapshot), if any. */
+  async unloadDraftModel(id) {
+    if (id !== undefined && id !== null) {
+      try {
+        await this.#ensureStarted();
+        await this.#nativeEngine().unloadModel(id);
+      } catch (err) {
+        throw this.#fail(err, 'RuntimeError', 'unloadDraftModel');
+      }
+      this.emit('model:unloaded', { modelId: id, timestamp: Date.now() });
+      return;
+    }
+    const drafts = this.listModels().filter((h) => h.draft === true);
+    if (drafts.length === 0) return;
+    try {
+      await this.#nativeEngine().unloadModel(drafts[drafts.length - 1].descriptor.id);
+    } catch (err) {
+      throw this.#fail(err, 'RuntimeError', 'unloadDraftModel');
+    }
+  }
+
+  async isDraftModelCompatible(primaryId, draftId) {
+    try {
+      await this.#ensureStarted();
+      const ne = this.#nativeEngine();
+      for (const id of [primaryId, draftId]) {
+        if (ne.getModelInfo(id) == null) {
+          throw new EngineClientError('ModelNotLoaded', `Model not loaded: ${id}`);
+        }
+      }
+      if (typeof ne.checkDraftCompatibility !== 'function') {
+        throw notSupported('RuntimeError', 'isDraftModelCompatible');
+      }
+      return await ne.checkDraftCompatibility(primaryId, draftId);
+    } catch (err) {
+      throw this.#fail(err, 'RuntimeError', 'isDraftModelCompatible');
+    }
+  }
+
+  listModels() {
+    try {
+      return this.#native ? this.#native.listModels() : [];
+    } catch {
+      return [];
+    }
+  }
+
+  getModelInfo(id) {
+    try {
+      const handle = this.#native ? this.#native.getModelInfo(id) : null;
+      return handle == null ? undefined : handle;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---- generation (§7) ---------------------------------------------------------------------
+
+  /** Sync; nothing happens until the first next() (§7.1). */
+  createGenerator(params, options) {
+    const opts = options && typeof options === 'object' ? options : {};
+    const open = async () => {
+      await this.#ensureStarted();
+      const streamOptions = {};
+      if (opts.streamId !== undefined) streamOptions.streamId = opts.streamId;
+      if (opts.timeoutMs !== undefined) streamOptions.timeoutMs = opts.timeoutMs;
+      try {
+        return await this.#nativeEngine().createStream(toRawArg(params), streamOptions);
+      } catch (err) {
+        throw fromNative(err, 'GenerationError');
+      }
+    };
+    return streamChunks(open, opts, this.#streamObserver());
+  }
+
+  #streamObserver() {
+    if (!this.#telemetry) return {};
+    let modelId;
+    return {
+      onToken: (chunk, count) => {
+        this.#hook('onTokenGenerated', chunk.token, { tokensGenerated: count, modelId });
+      },
+      onMetadata: (stats) => {
+        modelId = stats.modelId;
+        this.#hook('onGenerationCompleted', stats);
+      },
+      onErrorChunk: (error) => this.#hook('onError', error),
+    };
+  }
+
+  /** §7.4: concatenated token text; an error chunk becomes a thrown EngineClientError. */
+  async generate(params, options) {
+    let text = '';
+    for await (const chunk of this.createGenerator(params, options)) {
+      if (chunk.type === 'token') {
+        text += chunk.token;
+      } else if (chunk.type === 'error') {
+        const e = chunk.error;
+        throw new EngineClientError(e.code ?? 'GenerationError', e.message, {
+          ...e.details, engineError: e,
+        });
+      }
+    }
+    return text;
+  }
+
+  async tokenize(request) {
+    try {
+      await this.#ensureStarted();
+      return await this.#nativeEngine().tokenize(toRawArg(request));
+    } catch (err) {
+      const e = fromNative(err, 'TokenizerError');
+      // §9.2: only runtime-side tokenizer failures are announced, not validation/unknown model.
+      if (e.code === 'TokenizerError') this.#emitError(e, 'tokenize');
+      throw e;
+    }
+  }
+
+  // ---- vision (§7.12): not implemented natively yet ----------------------------------------
+
+  async loadVisionModel(options) {
+    void options;
+    throw this.#fail(notSupported('ModelLoadError', 'loadVisionModel'), 'ModelLoadError',
+      'loadVisionModel');
+  }
+
+  createVisionGenerator(params, options) {
+    return visionGenerator(params, options, (err) => this.#fail(err, 'GenerationError',
+      'createVisionGenerator'));
+  }
+
+  // ---- runtime info & stats (§8) -----------------------------------------------------------
+
+  async getRuntimeInfo() {
+    let info;
+    try {
+      await this.#ensureStarted();
+      info = await this.#nativeEngine().runtimeInfo();
+    } catch (err) {
+      throw this.#fail(err, 'RuntimeError', 'getRuntimeInfo');
+    }
+    const { rss } = process.memoryUsage();
+    return { ...info, protocol: info.protocol ?? 'json-rpc-2.0', memory: { rss, vms: 0 } };
+  }
+
+  /** Never rejects and never starts the runtime (§8.4). */
+  async healthCheck() {
+    try {
+      const ne = this.#native;
+      if (!ne || !ne.isRunning()) return unhealthy('stopped');
+      const activeStreams = ne.activeStreams();
+      return {
+        status: activeStreams > 10 ? 'degraded' : 'healthy',
+        uptime: ne.uptimeMs(),
+        activeStreams,
+        loadedModels: ne.listModels().length,
+        runtime: { pid: process.pid, status: 'running' },
+        stateConsistent: true,
+      };
+    } catch {
+      return {
+        ...unhealthy('crashed'),
+        stateConsistent: false,
+        stateErrors: ['Health check failed with exception'],
+      };
+    }
+  }
+
+  async getCacheStats() {
+    try {
+      await this.#ensureStarted();
+      return this.#nativeEngine().cacheStats();
+    } catch (err) {
+      throw fromNative(err, 'RuntimeError');
+    }
+  }
+
+  /** No request-batching layer: continuous batching is internal to the engine thread (§8.7). */
+  getBatchStats() {
+    return undefined;
+  }
+
+  resetBatchStats() {}
+
+  async flushBatches() {}
+
+  /** No disk artifact cache (§8.8): the empty, healthy shape. */
+  async getArtifactCacheHealth() {
+    return { ...CACHE_HEALTH_EMPTY, corruptedEntries: [] };
+  }
+}
+
+module.exports = { Engine, kStart, ALIASES };

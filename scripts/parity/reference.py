@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Reference greedy generations from mlx-lm (the correctness oracle, DESIGN.md decision 6).
+
+For each model folder: encode a fixed English prompt with the folder's tokenizer (mlx-lm's
+tokenizer wrapper, no chat template), then run the mlx-lm model on the CPU in float32 with its KV
+cache for GREEDY_TOKENS greedy steps, ignoring EOS. Writes
+
+  .cache/parity/<name>.safetensors   prompt int32 [P], tokens int32 [N], logits float32 [N, V],
+                                     top2_gap float32 [N]   (N = 64)
+  .cache/parity/<name>.json          model_dir (relative to the repo root), prompt, tokens,
+                                     min_top2_gap, n_distinct_tokens, mlx_version, mlx_lm_version
+
+Row 0 of `logits` is the last-position logits of the prompt forward pass; row i (i >= 1) is the
+logits of the decode step that consumed tokens[i-1] and produced tokens[i].
+
+Usage: .venv/bin/python scripts/parity/reference.py NAME=MODEL_DIR [NAME=MODEL_DIR ...]
+       (MODEL_DIR relative to the repo root or absolute)
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+from safetensors.numpy import save_file
+
+import mlx_lm
+from mlx_lm.models.cache import make_prompt_cache
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / ".cache" / "parity"
+GREEDY_TOKENS = 64
+PROMPT_TEXT = ("The quick brown fox jumps over the lazy dog. "
+               "In 1969, astronauts first walked on the Moon, and the whole world watched.")
+
+
+def log(msg):
+    print(f"[mlx-serving] {msg}", file=sys.stderr, flush=True)
+
+
+def top2_gap(row):
+    a, b = np.partition(row, -2)[-2:]
+    return float(abs(b - a))
+
+
+def run(name, model_dir):
+    t0 = time.time()
+    model, tokenizer = mlx_lm.load(str(model_dir))
+    # Every floating parameter must be float32 (quantized weights are packed uint32).
+    for k, v in mlx_lm.utils.tree_flatten(model.parameters()):
+        if mx.issubdtype(v.dtype, mx.floating) and v.dtype != mx.float32:
+            raise SystemExit(f"{name}: parameter {k} is {v.dtype}, expected float32")
+    prompt = list(tokenizer.encode(PROMPT_TEXT))
+
+    cache = make_prompt_cache(model)
+    logits = model(mx.array(prompt, dtype=mx.int32)[None], cache=cache)[0, -1, :]
+    rows, tokens = [], []
+    for i in range(GREEDY_TOKENS):
+        row = np.array(logits.astype(mx.float32))
+        tok = int(np.argmax(row))
+        rows.append(row)
+        tokens.append(tok)
+        if i + 1 < GREEDY_TOKENS:
+            logits = model(mx.array([[tok]], dtype=mx.int32), cache=cache)[0, -1, :]
+
+    logits_np = np.stack(rows).astype(np.float32)
+    gaps = np.array([top2_gap(r) for r in rows], dtype=np.float32)
+    OUT.mkdir(parents=True, exist_ok=True)
+    save_file({"prompt": np.array(prompt, dtype=np.int32),
+               "tokens": np.array(tokens, dtype=np.int32),
+               "logits": logits_np,
+               "top2_gap": gaps},
+              str(OUT / f"{name}.safetensors"),
+              metadata={"mlx_version": mx.__version__, "mlx_lm_version": mlx_lm.__version__})
+    try:
+        rel = model_dir.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        rel = str(model_dir)
+    meta = {
+        "model_dir": rel,
+        "prompt_text": PROMPT_TEXT,
+        "prompt": prompt,
+        "tokens": tokens,
+        "text": tokenizer.decode(tokens),
+        "min_top2_gap": float(gaps.min()),
+        "n_distinct_tokens": len(set(tokens)),
+        "vocab_size": int(logits_np.shape[1]),
+        "mlx_version": mx.__version__,
+        "mlx_lm_version": mlx_lm.__version__,
+    }
+    (OUT / f"{name}.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    log(f"{name}: prompt {len(prompt)} tokens, {len(set(tokens))} distinct of {GREEDY_TOKENS}, "
+        f"min top-2 gap {gaps.min():.4g} (step {int(gaps.argmin())}), {time.time() - t0:.1f}s")
+
+
+def main():
+    args = sys.argv[1:]
+    if not args or any("=" not in a for a in args):
+        sys.exit(__doc__)
+    mx.set_default_device(mx.cpu)
+    for a in args:
+        name, d = a.split("=", 1)
+        p = Path(d)
+        run(name, p if p.is_absolute() else ROOT / p)
+
+
+if __name__ == "__main__":
+    main()

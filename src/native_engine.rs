@@ -1,0 +1,117 @@
+//! `NativeEngine`: the napi class the JS `Engine` delegates to (see docs/NATIVE_API.md).
+
+use std::sync::Arc;
+
+use mlx_serving_core::services::runtime_info::runtime_info;
+use mlx_serving_core::Engine;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use serde_json::{json, Value};
+
+use crate::convert::to_napi;
+use crate::native_stream::NativeStream;
+
+#[napi]
+pub struct NativeEngine {
+    engine: Arc<Engine>,
+}
+
+#[napi(object)]
+pub struct StreamOptions {
+    pub stream_id: Option<String>,
+    pub timeout_ms: Option<f64>,
+}
+
+#[napi]
+impl NativeEngine {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        NativeEngine { engine: Arc::new(Engine::new()) }
+    }
+
+    #[napi]
+    pub async fn start(&self) -> Result<()> {
+        self.engine.start().map_err(to_napi)
+    }
+
+    #[napi]
+    pub async fn shutdown(&self) -> Result<()> {
+        self.engine.shutdown().await;
+        Ok(())
+    }
+
+    #[napi]
+    pub fn is_running(&self) -> bool {
+        self.engine.is_running()
+    }
+
+    #[napi]
+    pub fn uptime_ms(&self) -> f64 {
+        self.engine.uptime_ms()
+    }
+
+    #[napi]
+    pub fn active_streams(&self) -> u32 {
+        self.engine.active_streams() as u32
+    }
+
+    /// Resolves with `{handle, cached, evicted}`.
+    #[napi]
+    pub async fn load_model(&self, raw: Value) -> Result<Value> {
+        let r = self.engine.load_model(&raw).await.map_err(to_napi)?;
+        Ok(json!({"handle": r.handle, "cached": r.cached, "evicted": r.evicted}))
+    }
+
+    #[napi]
+    pub async fn unload_model(&self, id: String) -> Result<()> {
+        self.engine.unload_model(id).await.map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn list_models(&self) -> Vec<Value> {
+        self.engine.list_models()
+    }
+
+    #[napi]
+    pub fn get_model_info(&self, id: String) -> Option<Value> {
+        self.engine.get_model_info(&id)
+    }
+
+    #[napi]
+    pub fn touch_model(&self, id: String) -> bool {
+        self.engine.touch_model(&id)
+    }
+
+    #[napi]
+    pub fn cache_stats(&self) -> Value {
+        self.engine.cache_stats()
+    }
+
+    #[napi]
+    pub async fn tokenize(&self, raw: Value) -> Result<Value> {
+        let r = self.engine.tokenize(&raw).await.map_err(to_napi)?;
+        Ok(json!({"tokens": r.tokens, "tokenStrings": r.token_strings}))
+    }
+
+    #[napi]
+    pub async fn create_stream(&self, raw: Value, options: Option<StreamOptions>) -> Result<NativeStream> {
+        let (id, timeout) = match options {
+            Some(o) => (o.stream_id, o.timeout_ms.filter(|t| t.is_finite() && *t > 0.0).map(|t| t as u64)),
+            None => (None, None),
+        };
+        let handle = self.engine.create_stream(&raw, id, timeout).await.map_err(to_napi)?;
+        Ok(NativeStream::new(handle))
+    }
+
+    #[napi]
+    pub async fn runtime_info(&self) -> Result<Value> {
+        self.engine.start().map_err(to_napi)?;
+        Ok(runtime_info(env!("CARGO_PKG_VERSION")))
+    }
+}
+
+#[napi]
+pub fn package_version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
