@@ -2,7 +2,7 @@
 // output is asserted — a chat prompt rendered with the model's own ChatML template (§15).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { Engine, EngineClientError } from 'mlx-serving';
-import { defaultModel, fixture, rejectionOf } from './support/env.mjs';
+import { defaultModel, fixture, firstNextRejection } from './support/env.mjs';
 
 const MODEL = defaultModel();
 
@@ -69,7 +69,7 @@ describe('chat prompts with the real default model', () => {
     ['unknown role', { messages: [{ role: 'wizard', content: 'hi' }] }, /^prompt\.messages\.0/],
     ['non-string content', { messages: [{ role: 'user', content: 42 }] }, /^prompt\.messages\.0/],
   ])('%s → InvalidParams on a prompt.messages field', async (_l, prompt, field) => {
-    const err = await rejectionOf(engine.createGenerator({ model: MODEL, prompt, maxTokens: 2 }).next());
+    const err = await firstNextRejection(engine.createGenerator({ model: MODEL, prompt, maxTokens: 2 }));
     expect(err).toBeInstanceOf(EngineClientError);
     expect(err.code).toBe('InvalidParams');
     expect(err.details.field).toMatch(field);

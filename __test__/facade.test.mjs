@@ -4,7 +4,7 @@
 import { describe, it, expect, vi } from 'vitest';
 import { Engine, EngineClientError, createEngine } from 'mlx-serving';
 import { makeFakeNative, nativeError, TOKENS } from './support/fake-native.mjs';
-import { collect, rejectionOf } from './support/env.mjs';
+import { collect, rejectionOf, firstNextRejection } from './support/env.mjs';
 
 function fakeEngine(script, options) {
   const fake = makeFakeNative(script);
@@ -40,7 +40,7 @@ describe('createGenerator wrapper', () => {
         { field: 'maxTokens' }),
     });
     const gen = engine.createGenerator({ model: 'm', prompt: 'x', maxTokens: 0 });
-    const err = await rejectionOf(gen.next());
+    const err = await firstNextRejection(gen);
     expect(err).toBeInstanceOf(EngineClientError);
     expect(err.code).toBe('InvalidParams');
     expect(err.details).toEqual({ field: 'maxTokens' });
@@ -76,7 +76,7 @@ describe('createGenerator wrapper', () => {
     const { engine, calls } = fakeEngine({ chunks: TOKENS });
     const gen = engine.createGenerator({ model: 'm', prompt: 'x' },
       { signal: AbortSignal.abort() });
-    const err = await rejectionOf(gen.next());
+    const err = await firstNextRejection(gen);
     expect(err).toBeInstanceOf(EngineClientError);
     expect(err.code).toBe('Cancelled');
     expect(calls).toEqual([]);

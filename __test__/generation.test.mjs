@@ -2,7 +2,7 @@
 // is meaningless, so assertions are about structure, determinism and control, not content).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { Engine, EngineClientError } from 'mlx-serving';
-import { fixture, collect, rejectionOf, waitFor } from './support/env.mjs';
+import { fixture, collect, rejectionOf, firstNextRejection, waitFor } from './support/env.mjs';
 
 const LLAMA = fixture('llama');
 const QWEN2 = fixture('qwen2');
@@ -45,7 +45,7 @@ describe('call protocol (§7.1)', () => {
     expect(typeof gen.return).toBe('function');
     expect(typeof gen.throw).toBe('function');
     expect(gen[Symbol.asyncIterator]()).toBe(gen);
-    const err = await rejectionOf(gen.next());
+    const err = await firstNextRejection(gen);
     expect(err).toBeInstanceOf(EngineClientError);
     expect(err.code).toBe('InvalidParams');
     expect(err.details.field).toBe('root');
@@ -61,7 +61,8 @@ describe('call protocol (§7.1)', () => {
   it.each([
     ['maxTokens 0', { maxTokens: 0 }, 'maxTokens'],
     ['maxTokens 1.5', { maxTokens: 1.5 }, 'maxTokens'],
-    ['max_tokens 0 (snake_case)', { max_tokens: 0 }, 'maxTokens'],
+    ['max_tokens 0 (snake_case; undefined camelCase is absent)', { maxTokens: undefined, max_tokens: 0 }, 'maxTokens'],
+    ['maxTokens Infinity', { maxTokens: Number.POSITIVE_INFINITY }, 'maxTokens'],
     ['temperature 2.5', { temperature: 2.5 }, 'temperature'],
     ['temperature NaN', { temperature: Number.NaN }, 'temperature'],
     ["temperature '0.7'", { temperature: '0.7' }, 'temperature'],
@@ -77,7 +78,7 @@ describe('call protocol (§7.1)', () => {
     const events = [];
     engine.on('error', (e) => events.push(e));
     const gen = engine.createGenerator({ ...greedy(), ...patch });
-    const err = await rejectionOf(gen.next());
+    const err = await firstNextRejection(gen);
     engine.removeAllListeners('error');
     expect(err).toBeInstanceOf(EngineClientError);
     expect(err.code).toBe('InvalidParams');
@@ -89,15 +90,15 @@ describe('call protocol (§7.1)', () => {
   });
 
   it('structured with a bad format → InvalidParams on a structured.* field', async () => {
-    const err = await rejectionOf(engine.createGenerator({
+    const err = await firstNextRejection(engine.createGenerator({
       ...greedy(), structured: { format: 'xml', schema: {} },
-    }).next());
+    }));
     expect(err.code).toBe('InvalidParams');
     expect(err.details.field).toMatch(/^structured/);
   });
 
   it('unknown model → ModelNotLoaded "Model not loaded: <id>"', async () => {
-    const err = await rejectionOf(engine.createGenerator(greedy({}, 'ghost-model')).next());
+    const err = await firstNextRejection(engine.createGenerator(greedy({}, 'ghost-model')));
     expect(err).toBeInstanceOf(EngineClientError);
     expect(err.code).toBe('ModelNotLoaded');
     expect(err.message).toBe('Model not loaded: ghost-model');
@@ -244,9 +245,75 @@ describe('prompt forms (§7.5)', () => {
     expect(viaTemplate).toEqual(viaText);
   });
 
+  it('an empty string prompt is accepted by validation and never breaks the engine', async () => {
+    const gen = engine.createGenerator(greedy({ prompt: '', maxTokens: 3 }));
+    try {
+      const chunks = await collect(gen);
+      expect(terminalOf(chunks)).toHaveLength(1);
+    } catch (err) {
+      expect(err).toBeInstanceOf(EngineClientError);
+    }
+    expect(tokensOf(await run(greedy({ maxTokens: 2 })))).toHaveLength(2);
+  });
+
+  it.each([
+    ['an object', { y: 1 }],
+    ['NaN', Number.NaN],
+    ['Infinity', Number.POSITIVE_INFINITY],
+  ])('a template variable holding %s → GenerationError "Template rendering failed: …"', async (_l, bad) => {
+    const err = await firstNextRejection(engine.createGenerator(greedy({
+      prompt: { template: 'a {{ x }}', variables: { x: bad } },
+    })));
+    expect(err).toBeInstanceOf(EngineClientError);
+    expect(err.code).toBe('GenerationError');
+    expect(err.message).toMatch(/^Template rendering failed: /);
+  });
+
+  it('template variables: numbers/booleans are stringified, missing ones render empty', async () => {
+    const viaText = idsOf(await run(greedy({ maxTokens: 4, prompt: 'Chapter 3 is true: ' })));
+    const viaTemplate = idsOf(await run(greedy({
+      maxTokens: 4, prompt: { template: 'Chapter {{n}} is {{b}}: {{missing}}', variables: { n: 3, b: true } },
+    })));
+    expect(viaTemplate).toEqual(viaText);
+  });
+
   it('out-of-vocabulary token ids → InvalidParams', async () => {
-    const err = await rejectionOf(engine.createGenerator(greedy({ prompt: { tokens: [1, 99999999] } })).next());
+    const err = await firstNextRejection(engine.createGenerator(greedy({ prompt: { tokens: [1, 99999999] } })));
     expect(err.code).toBe('InvalidParams');
+  });
+});
+
+describe('structured output and draft models (§7.7, §7.8)', () => {
+  it('structured JSON: valid JSON when "guidance" is a capability, else GuidanceError', async () => {
+    const { capabilities } = await engine.getRuntimeInfo();
+    const schema = { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] };
+    const request = greedy({ maxTokens: 40, structured: { format: 'json', schema } });
+    if (capabilities.includes('guidance')) {
+      const out = JSON.parse(await engine.generate(request));
+      expect(Number.isInteger(out.a)).toBe(true);
+    } else {
+      const err = await firstNextRejection(engine.createGenerator(request));
+      expect(err).toBeInstanceOf(EngineClientError);
+      expect(err.code).toBe('GuidanceError');
+    }
+  });
+
+  it('an unknown draftModel id → ModelNotLoaded', async () => {
+    const err = await firstNextRejection(engine.createGenerator(greedy({ draftModel: 'no-such-draft' })));
+    expect(err).toBeInstanceOf(EngineClientError);
+    expect(err.code).toBe('ModelNotLoaded');
+  });
+
+  it('speculative decoding with a draft model is lossless at temperature 0', async () => {
+    const plain = idsOf(await run(greedy({ maxTokens: 16 })));
+    await engine.loadDraftModel({ model: 'spec-draft', localPath: QWEN2 });
+    try {
+      const chunks = await run(greedy({ maxTokens: 16, draftModel: 'spec-draft', numDraftTokens: 3 }));
+      expect(idsOf(chunks)).toEqual(plain);
+      expect(terminalOf(chunks)[0].stats.tokensGenerated).toBe(16);
+    } finally {
+      await engine.unloadModel('spec-draft');
+    }
   });
 });
 
@@ -272,7 +339,7 @@ describe('cancellation, abort, timeout (§7.9)', () => {
 
   it('an already aborted signal: first next() rejects Cancelled, no tokens, no stream', async () => {
     const gen = engine.createGenerator(greedy(), { signal: AbortSignal.abort() });
-    const err = await rejectionOf(gen.next());
+    const err = await firstNextRejection(gen);
     expect(err).toBeInstanceOf(EngineClientError);
     expect(err.code).toBe('Cancelled');
     expect(await activeStreams()).toBe(0);

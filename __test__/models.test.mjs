@@ -4,7 +4,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { writeFileSync, rmSync, readFileSync, readdirSync, statSync, truncateSync } from 'node:fs';
 import path from 'node:path';
 import { Engine, EngineClientError } from 'mlx-serving';
-import { fixture, copyFixture, tempDir, rejectionOf } from './support/env.mjs';
+import { fixture, copyFixture, tempDir, rejectionOf, firstNextRejection } from './support/env.mjs';
 
 const LLAMA = fixture('llama');
 const MISTRAL = fixture('mistral');
@@ -266,6 +266,26 @@ describe('bad model folders → ModelLoadError naming the problem; engine stays 
     await expectLoadError(dir, 'bogus_arch');
   });
 
+  it('`..` in a model path or localPath → InvalidParams (§10.2), nothing loaded', async () => {
+    const { events, off } = listen(engine, 'error');
+    const viaLocal = await rejectionOf(engine.loadModel({ model: 'trav', localPath: `${LLAMA}/../llama` }));
+    const viaModel = await rejectionOf(engine.loadModel('../fixtures/llama'));
+    off();
+    for (const err of [viaLocal, viaModel]) {
+      expect(err).toBeInstanceOf(EngineClientError);
+      expect(err.code).toBe('InvalidParams');
+    }
+    expect(events.map((e) => e.error.code)).toEqual(['InvalidParams', 'InvalidParams']);
+    expect(engine.getModelInfo('trav')).toBeUndefined();
+  });
+
+  it('a NUL byte in the model id is rejected (InvalidParams or ModelLoadError)', async () => {
+    const err = await rejectionOf(engine.loadModel('abc\u0000def'));
+    expect(err).toBeInstanceOf(EngineClientError);
+    expect(['InvalidParams', 'ModelLoadError']).toContain(err.code);
+    await expectUsable(engine);
+  });
+
   it('an unknown hub id without network is ModelLoadError', async () => {
     const err = await rejectionOf(engine.loadModel('definitely-not-a-real-org/not-a-real-model-xyz'));
     expect(err).toBeInstanceOf(EngineClientError);
@@ -335,16 +355,16 @@ describe('members without native support yet reject clearly', () => {
 
   it('createVisionGenerator: image checks first, then ModelNotLoaded, thrown from next()', async () => {
     const gen = engine.createVisionGenerator({ model: LLAMA, prompt: 'x', image: [] });
-    const empty = await rejectionOf(gen.next());
+    const empty = await firstNextRejection(gen);
     expect(empty.code).toBe('RuntimeError');
     expect(empty.message).toBe('At least one image is required for vision generation');
-    const two = await rejectionOf(engine.create_vision_generator({
+    const two = await firstNextRejection(engine.create_vision_generator({
       model: LLAMA, prompt: 'x', image: [{ source: 'a.png' }, { source: 'b.png' }],
-    }).next());
+    }));
     expect(two.code).toBe('RuntimeError');
-    const notVision = await rejectionOf(engine.createVisionGenerator({
+    const notVision = await firstNextRejection(engine.createVisionGenerator({
       model: LLAMA, prompt: 'x', image: { source: 'a.png' },
-    }).next());
+    }));
     expect(notVision.code).toBe('ModelNotLoaded');
   });
 });

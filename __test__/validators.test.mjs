@@ -9,9 +9,8 @@ import {
 const ok = { model: 'm', prompt: 'hi' };
 
 describe('validateGeneratorParams', () => {
-  it('accepts a minimal request, the empty prompt, template and token prompts', () => {
+  it('accepts a minimal request, template and token prompts', () => {
     expect(validateGeneratorParams(ok)).toEqual({ valid: true, errors: [] });
-    expect(validateGeneratorParams({ model: 'm', prompt: '' }).valid).toBe(true);
     expect(validateGeneratorParams({ model: 'm', prompt: { template: 'a {{x}}', variables: { x: 'y' } } }).valid).toBe(true);
     expect(validateGeneratorParams({ model: 'm', prompt: { tokens: [1, 2, 3] } }).valid).toBe(true);
     expect(validateGeneratorParams({ ...ok, maxTokens: 100000, temperature: 2, topP: 1, seed: 0 }).valid).toBe(true);
@@ -26,6 +25,8 @@ describe('validateGeneratorParams', () => {
     ['maxTokens 100001', { maxTokens: 100001 }],
     ['temperature -0.1', { temperature: -0.1 }],
     ['temperature 2.5', { temperature: 2.5 }],
+    ['temperature NaN', { temperature: Number.NaN }],
+    ['topP -Infinity', { topP: Number.NEGATIVE_INFINITY }],
     ["temperature '0.7'", { temperature: '0.7' }],
     ['topP 1.01', { topP: 1.01 }],
     ['topP -1', { topP: -1 }],
@@ -45,6 +46,8 @@ describe('validateGeneratorParams', () => {
     ['model blank', { model: '   ' }],
     ['model 123', { model: 123 }],
     ['prompt 42', { prompt: 42 }],
+    ["blank prompt '' (validator export is stricter than the engine, §2.5)", { prompt: '' }],
+    ["blank prompt '  '", { prompt: '   ' }],
     ['prompt null', { prompt: null }],
     ['prompt {foo:1}', { prompt: { foo: 1 } }],
   ])('rejects %s', (_label, patch) => {

@@ -1,8 +1,12 @@
 'use strict';
 // JS → native argument conversion. JSON has no `undefined` and no functions, so before a caller's
 // options cross the napi boundary we drop keys holding them (spec §5.1: "undefined values are
-// treated as absent"; §15: `onProgress` is a JS callback the addon never sees). Everything else
-// (NaN, strings, nested objects) is passed as is: validating it is the addon's job.
+// treated as absent"; §15: `onProgress` is a JS callback the addon never sees). JSON has no
+// NaN/±Infinity either (napi's serde conversion throws a bare, code-less error on them), so those
+// travel as the marker object `{nonFiniteNumber: 'NaN' | 'Infinity' | '-Infinity'}`: wherever a
+// number is expected the addon's own rules then reject a non-number (InvalidParams on that
+// field), and a template variable holding one fails rendering (GenerationError), as §6.1/§7.5
+// require. Everything else is passed as is: validating it is the addon's job.
 
 function isPlainObject(value) {
   if (value === null || typeof value !== 'object') return false;
@@ -11,6 +15,9 @@ function isPlainObject(value) {
 }
 
 function toRaw(value) {
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    return { nonFiniteNumber: String(value) };
+  }
   if (Array.isArray(value)) return value.map((v) => (v === undefined ? null : toRaw(v)));
   if (!isPlainObject(value)) return value;
   const out = {};

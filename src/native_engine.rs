@@ -56,11 +56,12 @@ impl NativeEngine {
         self.engine.active_streams() as u32
     }
 
-    /// Resolves with `{handle, cached, evicted}`.
+    /// Resolves with the ModelHandle (spec §8.1). Models evicted to make room (LRU, spec §8.9)
+    /// disappear from `listModels()`.
     #[napi]
     pub async fn load_model(&self, raw: Value) -> Result<Value> {
         let r = self.engine.load_model(&raw).await.map_err(to_napi)?;
-        Ok(json!({"handle": r.handle, "cached": r.cached, "evicted": r.evicted}))
+        Ok(r.handle)
     }
 
     #[napi]

@@ -69,3 +69,15 @@ export async function waitFor(predicate, { timeoutMs = 5000, intervalMs = 20 } =
   }
   return value;
 }
+
+/** The rejection of a generator's first next(); closes the generator if it yielded instead. */
+export async function firstNextRejection(gen) {
+  let result;
+  try {
+    result = await gen.next();
+  } catch (err) {
+    return err;
+  }
+  await gen.return(undefined);
+  throw new Error(`expected the first next() to reject, but it yielded ${JSON.stringify(result)}`);
+}

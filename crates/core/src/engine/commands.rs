@@ -10,6 +10,7 @@ use crate::error::EngineResult;
 use crate::generation::Chunk;
 use crate::params::{GeneratorParams, LoadModelOptions, TokenizeRequest};
 
+#[derive(Debug)]
 pub struct LoadReply {
     pub handle: Value,
     /// true when the same model and options were already loaded (no reload happened)
@@ -18,6 +19,7 @@ pub struct LoadReply {
     pub evicted: Vec<String>,
 }
 
+#[derive(Debug)]
 pub struct TokenizeReply {
     pub tokens: Vec<u32>,
     pub token_strings: Vec<String>,

@@ -1,0 +1,273 @@
+//! The engine through its public Rust API, on the seeded random-weight fixtures made by
+//! `scripts/models/make_fixtures.py` (npm test prepares them): loading and its failure modes,
+//! tokenization, the chunk protocol, determinism, stop conditions, cancellation, shutdown and
+//! schedule invariance of concurrent streams.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mlx_serving_core::generation::{Chunk, FinishReason};
+use mlx_serving_core::{Engine, ErrorCode, StreamHandle};
+use serde_json::{json, Value};
+
+fn fixture(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fixtures").join(name);
+    assert!(p.join("config.json").is_file(), "fixture {name} missing: run scripts/parity/run_all.sh (npm test does)");
+    p.canonicalize().unwrap().to_string_lossy().into_owned()
+}
+
+async fn engine_with(name: &str) -> Engine {
+    let e = Engine::new();
+    e.load_model(&json!({"model": name, "localPath": fixture(name)})).await.expect("load fixture");
+    e
+}
+
+struct Run {
+    ids: Vec<u32>,
+    text: String,
+    terminal: Chunk,
+}
+
+async fn drain(mut s: StreamHandle) -> Run {
+    let (mut ids, mut text, mut terminal) = (vec![], String::new(), None);
+    loop {
+        let batch = tokio::time::timeout(Duration::from_secs(120), s.next_batch()).await.expect("stream stalled");
+        if batch.is_empty() {
+            break;
+        }
+        for c in batch {
+            match c {
+                Chunk::Token { token, token_id, .. } => {
+                    assert!(terminal.is_none(), "token after terminal chunk");
+                    ids.push(token_id);
+                    text.push_str(&token);
+                }
+                other => {
+                    assert!(terminal.is_none(), "two terminal chunks");
+                    terminal = Some(other);
+                }
+            }
+        }
+    }
+    Run { ids, text, terminal: terminal.expect("no terminal chunk") }
+}
+
+async fn run(e: &Engine, params: Value) -> Run {
+    drain(e.create_stream(&params, None, None).await.expect("create stream")).await
+}
+
+fn finish_of(r: &Run) -> (FinishReason, u32) {
+    match &r.terminal {
+        Chunk::Metadata(s) => (s.finish_reason, s.tokens_generated),
+        other => panic!("expected metadata, got {other:?}"),
+    }
+}
+
+const PROMPT: &str = "The quick brown fox jumps over the lazy dog.";
+
+#[tokio::test]
+async fn greedy_is_deterministic_and_respects_max_tokens() {
+    let e = engine_with("llama").await;
+    let p = json!({"model": "llama", "prompt": PROMPT, "maxTokens": 16, "temperature": 0});
+    let a = run(&e, p.clone()).await;
+    let b = run(&e, p).await;
+    assert_eq!(a.ids.len(), 16);
+    assert_eq!(a.ids, b.ids);
+    assert_eq!(finish_of(&a), (FinishReason::Length, 16));
+    e.shutdown().await;
+}
+
+#[tokio::test]
+async fn seeded_sampling_is_reproducible() {
+    let e = engine_with("qwen2").await;
+    let p = |seed: u64| json!({"model": "qwen2", "prompt": PROMPT, "maxTokens": 24, "temperature": 1.0, "topP": 0.95, "topK": 50, "seed": seed});
+    let a = run(&e, p(7)).await;
+    let b = run(&e, p(7)).await;
+    let c = run(&e, p(8)).await;
+    assert_eq!(a.ids, b.ids, "same seed must give the same ids");
+    assert_ne!(a.ids, c.ids, "different seeds should differ on a 24-token sample");
+    e.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_sequence_cuts_text_and_is_never_yielded() {
+    let e = engine_with("mistral").await;
+    let base = run(&e, json!({"model": "mistral", "prompt": PROMPT, "maxTokens": 32, "temperature": 0})).await;
+    let chars: Vec<char> = base.text.chars().collect();
+    assert!(chars.len() > 20, "fixture text too short: {:?}", base.text);
+    let start = chars.len() / 2;
+    let stop: String = chars[start..start + 3].iter().collect();
+    let expect_text: String = base.text[..base.text.find(&stop).unwrap()].to_string();
+    let cut = run(&e, json!({"model": "mistral", "prompt": PROMPT, "maxTokens": 32, "temperature": 0, "stopSequences": [stop]})).await;
+    assert_eq!(cut.text, expect_text);
+    assert!(!cut.text.contains(&stop));
+    assert_eq!(finish_of(&cut).0, FinishReason::Stop);
+    assert_eq!(finish_of(&cut).1 as usize, cut.ids.len());
+    e.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_token_id_ends_without_yielding_it() {
+    let e = engine_with("qwen3").await;
+    let base = run(&e, json!({"model": "qwen3", "prompt": PROMPT, "maxTokens": 12, "temperature": 0})).await;
+    let stop_id = base.ids[5];
+    let first = base.ids.iter().position(|&t| t == stop_id).unwrap();
+    let cut = run(&e, json!({"model": "qwen3", "prompt": PROMPT, "maxTokens": 12, "temperature": 0, "stopTokenIds": [stop_id]})).await;
+    assert_eq!(cut.ids, base.ids[..first].to_vec());
+    assert_eq!(finish_of(&cut), (FinishReason::Stop, first as u32));
+    e.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_streams_give_the_same_ids_as_alone() {
+    let e = engine_with("llama").await;
+    let p1 = json!({"model": "llama", "prompt": PROMPT, "maxTokens": 20, "temperature": 0});
+    let p2 = json!({"model": "llama", "prompt": "In 1969 astronauts walked on the Moon", "maxTokens": 20, "temperature": 0.8, "seed": 3});
+    let alone1 = run(&e, p1.clone()).await;
+    let alone2 = run(&e, p2.clone()).await;
+    let s1 = e.create_stream(&p1, None, None).await.unwrap();
+    let s2 = e.create_stream(&p2, None, None).await.unwrap();
+    let (r1, r2) = tokio::join!(drain(s1), drain(s2));
+    assert_eq!(r1.ids, alone1.ids);
+    assert_eq!(r2.ids, alone2.ids);
+    e.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_frees_the_slot_and_ends_the_stream() {
+    let e = engine_with("llama").await;
+    let mut s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), None, None).await.unwrap();
+    assert_eq!(e.active_streams(), 1);
+    assert!(!s.next_batch().await.is_empty());
+    s.control().cancel(false);
+    assert_eq!(e.active_streams(), 0, "slot freed at once");
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut n = 0;
+        while !s.next_batch().await.is_empty() {
+            n += 1;
+        }
+        n
+    })
+    .await
+    .expect("cancelled stream must end promptly");
+    assert!(rest < 4000);
+    // abort: one Cancelled error chunk
+    let s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), None, None).await.unwrap();
+    s.control().cancel(true);
+    match drain(s).await.terminal {
+        Chunk::Error(err) => assert_eq!(err.code, ErrorCode::Cancelled),
+        other => panic!("expected Cancelled, got {other:?}"),
+    }
+    // engine still works
+    assert_eq!(run(&e, json!({"model": "llama", "prompt": PROMPT, "maxTokens": 3, "temperature": 0})).await.ids.len(), 3);
+    e.shutdown().await;
+}
+
+#[tokio::test]
+async fn timeout_yields_a_timeout_error_chunk() {
+    let e = engine_with("llama").await;
+    let s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), None, Some(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    match drain(s).await.terminal {
+        Chunk::Error(err) => {
+            assert_eq!(err.code, ErrorCode::Timeout);
+            assert!(err.message.contains("timed out"));
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    e.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_active_streams_and_forgets_models() {
+    let e = engine_with("llama").await;
+    let s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), None, None).await.unwrap();
+    e.shutdown().await;
+    match drain(s).await.terminal {
+        Chunk::Error(err) => assert_eq!(err.code, ErrorCode::Cancelled),
+        other => panic!("expected Cancelled, got {other:?}"),
+    }
+    assert!(e.list_models().is_empty());
+    let err = e.tokenize(&json!({"model": "llama", "text": "hi"})).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ModelNotLoaded);
+    assert_eq!(err.message, "Model llama must be loaded before tokenization");
+}
+
+#[tokio::test]
+async fn unknown_model_and_invalid_params_fail_before_any_work() {
+    let e = Engine::new();
+    let err = e.create_stream(&json!({"model": "nope", "prompt": "x"}), None, None).await.err().unwrap();
+    assert_eq!((err.code, err.message.as_str()), (ErrorCode::ModelNotLoaded, "Model not loaded: nope"));
+    let err = e.create_stream(&json!({"model": "nope", "prompt": "x", "maxTokens": 0}), None, None).await.err().unwrap();
+    assert_eq!(err.code, ErrorCode::InvalidParams);
+    assert_eq!(err.details["field"], json!("maxTokens"));
+    e.shutdown().await;
+}
+
+fn broken_copy(name: &str, tag: &str, damage: impl FnOnce(&Path)) -> PathBuf {
+    let src = PathBuf::from(fixture("llama"));
+    let dst = std::env::temp_dir().join(format!("mlx-serving-broken-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let _ = name;
+    damage(&dst);
+    dst
+}
+
+#[tokio::test]
+async fn load_failures_name_the_cause_and_leave_the_engine_usable() {
+    let e = engine_with("llama").await;
+    let cases: Vec<(&str, Box<dyn FnOnce(&Path)>, &str)> = vec![
+        ("noconfig", Box::new(|d: &Path| std::fs::remove_file(d.join("config.json")).unwrap()), "config.json"),
+        ("badconfig", Box::new(|d: &Path| std::fs::write(d.join("config.json"), "{not json").unwrap()), "config.json"),
+        ("notok", Box::new(|d: &Path| std::fs::remove_file(d.join("tokenizer.json")).unwrap()), "tokenizer.json"),
+        (
+            "truncated",
+            Box::new(|d: &Path| {
+                let f = d.join("model.safetensors");
+                let len = std::fs::metadata(&f).unwrap().len();
+                let file = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+                file.set_len(len / 2).unwrap();
+            }),
+            "model.safetensors",
+        ),
+        (
+            "arch",
+            Box::new(|d: &Path| {
+                let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
+                cfg["model_type"] = json!("mamba");
+                std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+            }),
+            "mamba",
+        ),
+    ];
+    for (tag, damage, needle) in cases {
+        let dir = broken_copy("llama", tag, damage);
+        let err = e.load_model(&json!({"model": tag, "localPath": dir.to_string_lossy()})).await.err().unwrap();
+        assert_eq!(err.code, ErrorCode::ModelLoadError, "{tag}: {err}");
+        assert!(err.message.contains(needle), "{tag}: message {:?} should name {needle}", err.message);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    let missing = e.load_model(&json!({"model": "/definitely/not/here"})).await.err().unwrap();
+    assert_eq!(missing.code, ErrorCode::ModelLoadError);
+    // still usable, the good model still loaded
+    assert_eq!(e.list_models().len(), 1);
+    assert_eq!(run(&e, json!({"model": "llama", "prompt": PROMPT, "maxTokens": 2, "temperature": 0})).await.ids.len(), 2);
+    e.shutdown().await;
+}
+
+#[tokio::test]
+async fn tokenize_returns_ids_and_vocab_strings() {
+    let e = engine_with("llama").await;
+    let r = e.tokenize(&json!({"model": "llama", "text": "Hello world"})).await.unwrap();
+    assert!(!r.tokens.is_empty());
+    assert_eq!(r.tokens.len(), r.token_strings.len());
+    assert!(r.token_strings.iter().any(|s| s.contains("world")), "{:?}", r.token_strings);
+    e.shutdown().await;
+}
