@@ -54,6 +54,12 @@ describe('package root', () => {
     expect(esmDefault[name]).toBe(cjs[name]);
   });
 
+  it('index.mjs re-exports every CommonJS export by name (and nothing else)', () => {
+    const named = Object.keys(esm).filter((k) => k !== 'default').sort();
+    expect(named).toEqual(Object.keys(cjs).sort());
+    expect(Object.keys(cjs).sort()).toEqual([...ROOT_RUNTIME_EXPORTS].sort());
+  });
+
   it('ENGINE_API_SNAPSHOT_VERSION is phase-0', () => {
     expect(cjs.ENGINE_API_SNAPSHOT_VERSION).toBe('phase-0');
   });

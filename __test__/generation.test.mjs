@@ -360,6 +360,32 @@ describe('cancellation, abort, timeout (§7.9)', () => {
     expect(await waitFor(async () => (await activeStreams()) === 0)).toBe(true);
   });
 
+  it('a long-lived signal reused by many streams accumulates no listeners', async () => {
+    const controller = new AbortController();
+    const warnings = [];
+    const onWarning = (w) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      for (let i = 0; i < 15; i += 1) {
+        const chunks = await run(greedy({ maxTokens: 1 }), { signal: controller.signal });
+        expect(terminalOf(chunks)[0].type).toBe('metadata');
+      }
+      for (let i = 0; i < 15; i += 1) {
+        for await (const c of engine.createGenerator(greedy({ maxTokens: 50 }), { signal: controller.signal })) {
+          expect(c.type).toBe('token');
+          break;
+        }
+      }
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    // Aborting now must not touch any finished stream.
+    controller.abort();
+    expect(await activeStreams()).toBe(0);
+  });
+
   it('a small timeoutMs yields one Timeout error chunk "Stream <id> timed out"', async () => {
     const chunks = await run(greedy({ maxTokens: 400 }), { timeoutMs: 1, streamId: 'timeout-test-1' });
     const [terminal] = terminalOf(chunks);

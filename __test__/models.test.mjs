@@ -136,6 +136,11 @@ describe('model events', () => {
       await e.warmup_model(QWEN2);
       expect(events).toHaveLength(0);
       expect(e.getModelInfo(QWEN2)?.state).toBe('ready');
+      const errors = listen(e, 'error');
+      const bad = await rejectionOf(e.warmupModel({ model: '' }));
+      expect(bad).toBeInstanceOf(EngineClientError);
+      expect(bad.code).toBe('ModelLoadError'); // no validation step in the original warmup
+      expect(errors.events.map((ev) => ev.error.code)).toEqual(['ModelLoadError']);
     } finally {
       await e.shutdown();
     }
@@ -304,7 +309,9 @@ describe('model capacity (§8.9)', () => {
       }
       await e.loadModel({ model: 'cap-0', localPath: LLAMA }); // touch: cap-1 is now the LRU
       await new Promise((r) => setTimeout(r, 3));
+      const { events } = listen(e, 'model:unloaded');
       await e.loadModel({ model: 'cap-5', localPath: LLAMA });
+      expect(events.map((ev) => ev.modelId)).toEqual(['cap-1']); // SHOULD: eviction is announced
       const ids = e.listModels().map((h) => h.descriptor.id);
       expect(ids).toHaveLength(5);
       expect(ids).not.toContain('cap-1');

@@ -10,51 +10,16 @@ const { EngineClientError, fromNative } = require('./errors');
 const { streamChunks } = require('./stream');
 const { toRawArg } = require('./raw');
 const { notSupported, visionGenerator } = require('./unsupported');
+const {
+  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, unhealthy,
+} = require('./engine-support');
 
 /** Module-internal entry used by createEngine(): starts the runtime without another call. */
 const kStart = Symbol('mlx-serving.start');
 
-const CACHE_HEALTH_EMPTY = Object.freeze({
-  healthy: true, sizeBytes: 0, entryCount: 0, hitRate: 0, nearLimit: false,
-});
-
-// §4: snake_case aliases are own instance properties holding bound functions.
-const ALIASES = Object.freeze({
-  load_model: 'loadModel',
-  unload_model: 'unloadModel',
-  load_draft_model: 'loadDraftModel',
-  unload_draft_model: 'unloadDraftModel',
-  is_draft_model_compatible: 'isDraftModelCompatible',
-  create_generator: 'createGenerator',
-  list_models: 'listModels',
-  get_model_info: 'getModelInfo',
-  get_runtime_info: 'getRuntimeInfo',
-  health_check: 'healthCheck',
-  warmup_model: 'warmupModel',
-  get_cache_stats: 'getCacheStats',
-  load_vision_model: 'loadVisionModel',
-  create_vision_generator: 'createVisionGenerator',
-});
-
 function loadNativeModule() {
   // Required on first use, not at import: `new Engine()` must stay free of I/O (§2.1).
   return require('./native');
-}
-
-/** Display-only id for progress events before the addon has normalized the options. */
-function progressModelId(options) {
-  if (typeof options === 'string') return options;
-  if (!options || typeof options !== 'object') return undefined;
-  const model = options.model_id !== undefined ? options.model_id : options.model;
-  if (typeof model === 'string') return model;
-  return model && typeof model === 'object' && typeof model.id === 'string' ? model.id : undefined;
-}
-
-function unhealthy(runtimeStatus) {
-  return {
-    status: 'unhealthy', uptime: 0, activeStreams: 0, loadedModels: 0,
-    runtime: { status: runtimeStatus },
-  };
 }
 
 class Engine extends EventEmitter {
@@ -208,17 +173,25 @@ class Engine extends EventEmitter {
 
   // ---- models (§4, §5.2, §8.1) -------------------------------------------------------------
 
-  async #load(options, { fallback, context, announce }) {
+  async #load(options, { fallback, context, announce, invalidAs }) {
     const onProgress = options && typeof options === 'object' ? options.onProgress : undefined;
     const modelId = progressModelId(options);
     let handle;
+    let before;
     try {
       await this.#ensureStarted();
       this.#progress(onProgress, { phase: 'load' }, modelId);
+      before = this.#loadedIds();
       handle = await this.#nativeEngine().loadModel(toRawArg(options));
     } catch (err) {
-      throw this.#fail(err, fallback, context);
+      let e = fromNative(err, fallback);
+      if (invalidAs && e.code === 'InvalidParams') {
+        e = new EngineClientError(invalidAs, e.message, e.details);
+      }
+      this.#emitError(e, context);
+      throw e;
     }
+    this.#announceEvictions(before, handle.descriptor.id);
     if (announce) {
       this.#hook('onModelLoaded', handle);
       this.emit('model:loaded', {
@@ -226,6 +199,20 @@ class Engine extends EventEmitter {
       });
     }
     return handle;
+  }
+
+  #loadedIds() {
+    return new Set(this.listModels().map((h) => h.descriptor.id));
+  }
+
+  /** §8.9: a load that made room by evicting LRU models announces them as unloaded. */
+  #announceEvictions(before, loadedId) {
+    const now = this.#loadedIds();
+    for (const id of before) {
+      if (id !== loadedId && !now.has(id)) {
+        this.emit('model:unloaded', { modelId: id, timestamp: Date.now() });
+      }
+    }
   }
 
   loadModel(options) {
@@ -241,17 +228,14 @@ class Engine extends EventEmitter {
     });
   }
 
-  /** Loads (or touches) a model without announcing it (§4: no `model:loaded`). */
+  /**
+   * Loads (or touches) a model without announcing it (§4: no `model:loaded`). The original did
+   * not validate here, so bad input surfaces as ModelLoadError.
+   */
   async warmupModel(options) {
-    try {
-      await this.#load(options, { fallback: 'ModelLoadError', context: 'warmupModel' });
-    } catch (err) {
-      // The original had no validation here: bad input surfaces as ModelLoadError.
-      if (err.code === 'InvalidParams') {
-        throw new EngineClientError('ModelLoadError', err.message, err.details);
-      }
-      throw err;
-    }
+    await this.#load(options, {
+      fallback: 'ModelLoadError', context: 'warmupModel', invalidAs: 'ModelLoadError',
+    });
   }
 
   async unloadModel(id) {

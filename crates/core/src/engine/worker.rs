@@ -133,6 +133,18 @@ impl Worker {
             .registry
             .get(&s.params.model)
             .ok_or_else(|| EngineError::model_not_loaded(format!("Model not loaded: {}", s.params.model)))?;
+        if s.params.structured.is_some() {
+            // Constrained decoding arrives with llguidance; until then say so instead of
+            // silently producing unconstrained text.
+            return Err(EngineError::new(ErrorCode::GuidanceError, "Structured output is not supported by this build yet"));
+        }
+        if let Some(draft) = &s.params.draft_model {
+            // Speculative decoding is lossless, so until it exists plain decoding gives the
+            // same output; an unknown draft id is still an error (spec §7.8).
+            if self.registry.get(draft).is_none() {
+                return Err(EngineError::model_not_loaded(format!("Model not loaded: {draft}")));
+            }
+        }
         if self.streams.iter().any(|x| x.id() == s.id) {
             return Err(EngineError::invalid_params(format!("Stream id {} is already active", s.id)).with_detail("field", "streamId"));
         }

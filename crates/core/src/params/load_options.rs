@@ -50,6 +50,10 @@ pub fn normalize_load_options(raw: &Value) -> EngineResult<LoadModelOptions> {
     }
 }
 
+fn has_parent_segment(p: &str) -> bool {
+    p.split(['/', '\\']).any(|seg| seg == "..")
+}
+
 /// The shared parse behind [`normalize_load_options`] and `validate_load_model_options`.
 pub(crate) fn parse_load_options(
     raw: &Value,
@@ -96,6 +100,13 @@ pub(crate) fn parse_load_options(
         .filter(|p| !p.is_empty());
     let context_length = CONTEXT_LENGTH.take(obj, &[], stage, issues).map(to_u32);
     let defaults = parse_defaults(obj, stage, issues);
+    // §10.2: `..` in a model path is a parameter error (no escaping a trusted directory).
+    for (field, value) in [("model", id.as_deref()), ("localPath", local_path.as_deref()), ("model.path", descriptor_path.as_deref())] {
+        if value.is_some_and(has_parent_segment) {
+            let path: Vec<Value> = field.split('.').map(Value::from).collect();
+            issues.push(path, "custom", "Path must not contain '..' segments", &format!("{field} must not contain '..'"));
+        }
+    }
     if issues.0.len() != before {
         return None;
     }
@@ -230,6 +241,15 @@ mod tests {
         assert_eq!(ok(json!({"model": "a", "model_id": "b"})).id, "b");
         assert_eq!(ok(json!({"model_id": "b"})).id, "b");
         assert_eq!(ok(json!({"model": "a", "model_id": null})).id, "a");
+    }
+
+    #[test]
+    fn parent_segments_are_invalid_params() {
+        for raw in [json!({"model": "../x"}), json!({"model": "a", "localPath": "/m/../etc"}), json!("/a/../b")] {
+            let e = normalize_load_options(&raw).unwrap_err();
+            assert_eq!(e.code, crate::error::ErrorCode::InvalidParams, "{raw}");
+        }
+        assert!(normalize_load_options(&json!({"model": "a..b", "localPath": "/m/x..y"})).is_ok());
     }
 
     #[test]

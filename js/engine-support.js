@@ -1,0 +1,43 @@
+'use strict';
+// Constant shapes and small pure helpers of the Engine facade (kept apart so engine.js reads as
+// the lifecycle/event logic only).
+
+const CACHE_HEALTH_EMPTY = Object.freeze({
+  healthy: true, sizeBytes: 0, entryCount: 0, hitRate: 0, nearLimit: false,
+});
+
+// §4: snake_case aliases are own instance properties holding bound functions.
+const ALIASES = Object.freeze({
+  load_model: 'loadModel',
+  unload_model: 'unloadModel',
+  load_draft_model: 'loadDraftModel',
+  unload_draft_model: 'unloadDraftModel',
+  is_draft_model_compatible: 'isDraftModelCompatible',
+  create_generator: 'createGenerator',
+  list_models: 'listModels',
+  get_model_info: 'getModelInfo',
+  get_runtime_info: 'getRuntimeInfo',
+  health_check: 'healthCheck',
+  warmup_model: 'warmupModel',
+  get_cache_stats: 'getCacheStats',
+  load_vision_model: 'loadVisionModel',
+  create_vision_generator: 'createVisionGenerator',
+});
+
+/** Display-only id for progress events before the addon has normalized the options. */
+function progressModelId(options) {
+  if (typeof options === 'string') return options;
+  if (!options || typeof options !== 'object') return undefined;
+  const model = options.model_id !== undefined ? options.model_id : options.model;
+  if (typeof model === 'string') return model;
+  return model && typeof model === 'object' && typeof model.id === 'string' ? model.id : undefined;
+}
+
+function unhealthy(runtimeStatus) {
+  return {
+    status: 'unhealthy', uptime: 0, activeStreams: 0, loadedModels: 0,
+    runtime: { status: runtimeStatus },
+  };
+}
+
+module.exports = { CACHE_HEALTH_EMPTY, ALIASES, progressModelId, unhealthy };
