@@ -16,12 +16,6 @@ pub struct NativeEngine {
     engine: Arc<Engine>,
 }
 
-#[napi(object)]
-pub struct StreamOptions {
-    pub stream_id: Option<String>,
-    pub timeout_ms: Option<f64>,
-}
-
 #[napi]
 impl NativeEngine {
     #[napi(constructor)]
@@ -95,13 +89,11 @@ impl NativeEngine {
         Ok(json!({"tokens": r.tokens, "tokenStrings": r.token_strings}))
     }
 
+    /// options: `{streamId?, timeoutMs?}`, validated in Rust (InvalidParams naming the field).
     #[napi]
-    pub async fn create_stream(&self, raw: Value, options: Option<StreamOptions>) -> Result<NativeStream> {
-        let (id, timeout) = match options {
-            Some(o) => (o.stream_id, o.timeout_ms.filter(|t| t.is_finite() && *t > 0.0).map(|t| t as u64)),
-            None => (None, None),
-        };
-        let handle = self.engine.create_stream(&raw, id, timeout).await.map_err(to_napi)?;
+    pub async fn create_stream(&self, raw: Value, options: Option<Value>) -> Result<NativeStream> {
+        let options = options.unwrap_or(Value::Null);
+        let handle = self.engine.create_stream(&raw, &options).await.map_err(to_napi)?;
         Ok(NativeStream::new(handle))
     }
 

@@ -53,7 +53,7 @@ async fn drain(mut s: StreamHandle) -> Run {
 }
 
 async fn run(e: &Engine, params: Value) -> Run {
-    drain(e.create_stream(&params, None, None).await.expect("create stream")).await
+    drain(e.create_stream(&params, &Value::Null).await.expect("create stream")).await
 }
 
 fn finish_of(r: &Run) -> (FinishReason, u32) {
@@ -125,8 +125,8 @@ async fn concurrent_streams_give_the_same_ids_as_alone() {
     let p2 = json!({"model": "llama", "prompt": "In 1969 astronauts walked on the Moon", "maxTokens": 20, "temperature": 0.8, "seed": 3});
     let alone1 = run(&e, p1.clone()).await;
     let alone2 = run(&e, p2.clone()).await;
-    let s1 = e.create_stream(&p1, None, None).await.unwrap();
-    let s2 = e.create_stream(&p2, None, None).await.unwrap();
+    let s1 = e.create_stream(&p1, &Value::Null).await.unwrap();
+    let s2 = e.create_stream(&p2, &Value::Null).await.unwrap();
     let (r1, r2) = tokio::join!(drain(s1), drain(s2));
     assert_eq!(r1.ids, alone1.ids);
     assert_eq!(r2.ids, alone2.ids);
@@ -136,7 +136,7 @@ async fn concurrent_streams_give_the_same_ids_as_alone() {
 #[tokio::test]
 async fn cancel_frees_the_slot_and_ends_the_stream() {
     let e = engine_with("llama").await;
-    let mut s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), None, None).await.unwrap();
+    let mut s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), &Value::Null).await.unwrap();
     assert_eq!(e.active_streams(), 1);
     assert!(!s.next_batch().await.is_empty());
     s.control().cancel(false);
@@ -152,7 +152,7 @@ async fn cancel_frees_the_slot_and_ends_the_stream() {
     .expect("cancelled stream must end promptly");
     assert!(rest < 4000);
     // abort: one Cancelled error chunk
-    let s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), None, None).await.unwrap();
+    let s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), &Value::Null).await.unwrap();
     s.control().cancel(true);
     match drain(s).await.terminal {
         Chunk::Error(err) => assert_eq!(err.code, ErrorCode::Cancelled),
@@ -166,7 +166,7 @@ async fn cancel_frees_the_slot_and_ends_the_stream() {
 #[tokio::test]
 async fn timeout_yields_a_timeout_error_chunk() {
     let e = engine_with("llama").await;
-    let s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), None, Some(1)).await.unwrap();
+    let s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), &json!({"timeoutMs": 1})).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     match drain(s).await.terminal {
         Chunk::Error(err) => {
@@ -181,7 +181,7 @@ async fn timeout_yields_a_timeout_error_chunk() {
 #[tokio::test]
 async fn shutdown_ends_active_streams_and_forgets_models() {
     let e = engine_with("llama").await;
-    let s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), None, None).await.unwrap();
+    let s = e.create_stream(&json!({"model": "llama", "prompt": PROMPT, "maxTokens": 4000, "temperature": 0}), &Value::Null).await.unwrap();
     e.shutdown().await;
     match drain(s).await.terminal {
         Chunk::Error(err) => assert_eq!(err.code, ErrorCode::Cancelled),
@@ -196,9 +196,9 @@ async fn shutdown_ends_active_streams_and_forgets_models() {
 #[tokio::test]
 async fn unknown_model_and_invalid_params_fail_before_any_work() {
     let e = Engine::new();
-    let err = e.create_stream(&json!({"model": "nope", "prompt": "x"}), None, None).await.err().unwrap();
+    let err = e.create_stream(&json!({"model": "nope", "prompt": "x"}), &Value::Null).await.err().unwrap();
     assert_eq!((err.code, err.message.as_str()), (ErrorCode::ModelNotLoaded, "Model not loaded: nope"));
-    let err = e.create_stream(&json!({"model": "nope", "prompt": "x", "maxTokens": 0}), None, None).await.err().unwrap();
+    let err = e.create_stream(&json!({"model": "nope", "prompt": "x", "maxTokens": 0}), &Value::Null).await.err().unwrap();
     assert_eq!(err.code, ErrorCode::InvalidParams);
     assert_eq!(err.details["field"], json!("maxTokens"));
     e.shutdown().await;

@@ -18,7 +18,7 @@ use commands::{Command, LoadReply, StartStream, TokenizeReply};
 use crate::error::{EngineError, EngineResult};
 use crate::generation::stream::{CANCEL_ABORT, CANCEL_RETURN};
 use crate::generation::Chunk;
-use crate::params::{normalize_generator_params, normalize_load_options, normalize_tokenize_request};
+use crate::params::{normalize_generator_params, normalize_load_options, normalize_stream_options, normalize_tokenize_request, StreamOptions};
 use crate::services::model_lifecycle::{ModelSnapshot, MAX_LOADED_MODELS};
 
 struct Running {
@@ -125,8 +125,9 @@ impl Engine {
     }
 
     /// Validates, prepares and registers a stream; errors here happen before any token.
-    pub async fn create_stream(&self, raw: &Value, stream_id: Option<String>, timeout_ms: Option<u64>) -> EngineResult<StreamHandle> {
+    pub async fn create_stream(&self, raw: &Value, options: &Value) -> EngineResult<StreamHandle> {
         let params = normalize_generator_params(raw)?;
+        let StreamOptions { stream_id, timeout_ms } = normalize_stream_options(options)?;
         let id = stream_id.unwrap_or_else(|| format!("stream-{}-{}", std::process::id(), self.next_stream.fetch_add(1, Ordering::Relaxed)));
         let (tx, rx) = tmpsc::unbounded_channel();
         let cancel = Arc::new(AtomicU8::new(0));

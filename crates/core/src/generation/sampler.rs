@@ -91,7 +91,9 @@ impl Sampler {
     fn penalized(&self, logits: &Array) -> MlxResult<Array> {
         let p = &self.params;
         let mut logits = logits.clone();
-        if p.repetition_penalty != 1.0 && !self.seen.is_empty() {
+        // A penalty of 0 would divide positive logits by zero; the spec admits it (≥ 0), so it
+        // is treated like 1 (off) rather than producing infinities.
+        if p.repetition_penalty > 0.0 && p.repetition_penalty != 1.0 && !self.seen.is_empty() {
             let idx = ids_array(&self.seen);
             let vals = logits.take_axis(&idx, -1)?;
             let rp = Array::from_f32(p.repetition_penalty);

@@ -15,6 +15,7 @@ mod generator;
 mod load_options;
 mod prompt;
 mod rules;
+mod stream_options;
 mod template;
 mod tokenize;
 mod validators;
@@ -26,6 +27,7 @@ pub use defaults::{
 pub use generator::{normalize_generator_params, GeneratorParams, StructuredOutput};
 pub use load_options::{normalize_load_options, LoadModelOptions};
 pub use prompt::{check_prompt_length, ChatMessage, Prompt};
+pub use stream_options::{normalize_stream_options, StreamOptions};
 pub use template::render_prompt_template;
 pub use tokenize::{normalize_tokenize_request, TokenizeRequest};
 pub use validators::{
