@@ -185,9 +185,12 @@ describe('runtime info, cache stats, batch stubs', () => {
     expect(stats.loadedModels).toBe(1);
   });
 
-  it('batch stats stubs and artifact cache health', async () => {
+  it('batch stats report continuous batching; artifact cache health is the empty shape', async () => {
     const engine = new Engine();
-    expect(engine.getBatchStats()).toBeUndefined();
+    const stats = engine.getBatchStats();
+    expect(stats).toMatchObject({ tokenizeBatches: 0, adaptiveSizingEnabled: false });
+    expect(stats.generation).toEqual({ steps: 0, avgBatchSize: 0, maxBatchSize: 0, queued: 0 });
+    expect(stats.tokenizePerformance).toHaveProperty('p95BatchTime');
     expect(engine.resetBatchStats()).toBeUndefined();
     await expect(engine.flushBatches()).resolves.toBeUndefined();
     expect(await engine.getArtifactCacheHealth()).toEqual({

@@ -426,11 +426,22 @@ class Engine extends EventEmitter {
   }
 
   /** No request-batching layer: continuous batching is internal to the engine thread (§8.7). */
+  /** Sync (§8.7); `generation` reports continuous batching (§15). */
   getBatchStats() {
-    return undefined;
+    try {
+      return this.#nativeEngine().batchStats();
+    } catch {
+      return undefined;
+    }
   }
 
-  resetBatchStats() {}
+  resetBatchStats() {
+    try {
+      this.#nativeEngine().resetBatchStats();
+    } catch {
+      // nothing to reset when the addon cannot load
+    }
+  }
 
   async flushBatches() {}
 

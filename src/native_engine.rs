@@ -78,6 +78,26 @@ impl NativeEngine {
         self.engine.touch_model(&id)
     }
 
+    /// `getBatchStats()` (spec §8.7 + §15 `generation`): the original tokenize/draft-check
+    /// batching counters (this engine has no such queues: zeros) and continuous-batching figures.
+    #[napi]
+    pub fn batch_stats(&self) -> Value {
+        let perf = json!({"avgBatchTime": 0, "p50BatchTime": 0, "p95BatchTime": 0, "p99BatchTime": 0,
+                          "avgBatchSize": 0, "avgQueueLatency": 0, "p95QueueLatency": 0, "samplesRecorded": 0});
+        json!({
+            "tokenizeBatches": 0, "tokenizeRequests": 0, "checkDraftBatches": 0, "checkDraftRequests": 0,
+            "tokenizeQueueSize": 0, "checkDraftQueueSize": 0, "tokenizeEfficiency": 0, "checkDraftEfficiency": 0,
+            "tokenizeFallbacks": 0, "checkDraftFallbacks": 0, "currentMaxBatchSize": 16, "initialMaxBatchSize": 16,
+            "adaptiveSizingEnabled": false, "tokenizePerformance": perf.clone(), "checkDraftPerformance": perf,
+            "generation": self.engine.batch_stats(),
+        })
+    }
+
+    #[napi]
+    pub fn reset_batch_stats(&self) {
+        self.engine.reset_batch_stats();
+    }
+
     #[napi]
     pub fn cache_stats(&self) -> Value {
         self.engine.cache_stats()

@@ -271,3 +271,52 @@ async fn tokenize_returns_ids_and_vocab_strings() {
     assert!(r.token_strings.iter().any(|s| s.contains("world")), "{:?}", r.token_strings);
     e.shutdown().await;
 }
+
+#[tokio::test]
+async fn batched_rows_joining_at_different_times_match_their_solo_runs() {
+    let e = engine_with("llama").await;
+    let long_prompt = "The quick brown fox jumps over the lazy dog. ".repeat(80); // > one prefill chunk
+    let params: Vec<Value> = (0..8)
+        .map(|i| {
+            let prompt = if i == 3 { long_prompt.clone() } else { format!("{PROMPT} Row {i} says {}", "hello ".repeat(i)) };
+            let (temp, seed) = if i % 2 == 0 { (0.0, 0) } else { (0.9, 100 + i as u64) };
+            json!({"model": "llama", "prompt": prompt, "maxTokens": 10 + 3 * i, "temperature": temp, "seed": seed, "topK": 40})
+        })
+        .collect();
+    let mut solo = Vec::new();
+    for p in &params {
+        solo.push(run(&e, p.clone()).await.ids);
+    }
+    e.reset_batch_stats();
+    let mut handles = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        if i % 3 == 2 {
+            tokio::time::sleep(Duration::from_millis(30)).await; // join while others decode
+        }
+        let s = e.create_stream(p, &Value::Null).await.unwrap();
+        handles.push(tokio::spawn(drain(s)));
+    }
+    for (i, h) in handles.into_iter().enumerate() {
+        let r = h.await.unwrap();
+        assert_eq!(r.ids, solo[i], "row {i} differs when batched");
+        assert_eq!(finish_of(&r).0, FinishReason::Length);
+    }
+    let stats = e.batch_stats();
+    assert!(stats["maxBatchSize"].as_u64().unwrap() >= 2, "rows were never batched: {stats}");
+    assert!(stats["avgBatchSize"].as_f64().unwrap() > 1.0, "{stats}");
+    e.shutdown().await;
+}
+
+#[tokio::test]
+async fn streams_of_different_models_batch_side_by_side() {
+    let e = engine_with("llama").await;
+    e.load_model(&json!({"model": "qwen3", "localPath": fixture("qwen3")})).await.unwrap();
+    let pa = json!({"model": "llama", "prompt": PROMPT, "maxTokens": 12, "temperature": 0});
+    let pb = json!({"model": "qwen3", "prompt": PROMPT, "maxTokens": 12, "temperature": 0});
+    let (a, b) = (run(&e, pa.clone()).await.ids, run(&e, pb.clone()).await.ids);
+    let sa = e.create_stream(&pa, &Value::Null).await.unwrap();
+    let sb = e.create_stream(&pb, &Value::Null).await.unwrap();
+    let (ra, rb) = tokio::join!(drain(sa), drain(sb));
+    assert_eq!((ra.ids, rb.ids), (a, b));
+    e.shutdown().await;
+}

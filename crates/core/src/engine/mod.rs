@@ -3,6 +3,7 @@
 //! Validation happens here, on the caller's thread, before any request reaches the engine.
 
 pub mod commands;
+pub mod scheduler;
 mod worker;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -32,6 +33,7 @@ pub struct Engine {
     snapshot: ModelSnapshot,
     active: Arc<AtomicUsize>,
     next_stream: AtomicUsize,
+    batch_stats: scheduler::SharedBatchStats,
 }
 
 impl Default for Engine {
@@ -42,7 +44,7 @@ impl Default for Engine {
 
 impl Engine {
     pub fn new() -> Self {
-        Engine { running: Mutex::new(None), snapshot: ModelSnapshot::default(), active: Arc::new(AtomicUsize::new(0)), next_stream: AtomicUsize::new(1) }
+        Engine { running: Mutex::new(None), snapshot: ModelSnapshot::default(), active: Arc::new(AtomicUsize::new(0)), next_stream: AtomicUsize::new(1), batch_stats: Default::default() }
     }
 
     /// Starts the engine thread if it is not running (idempotent).
@@ -53,9 +55,10 @@ impl Engine {
         }
         let (tx, rx) = mpsc::channel();
         let snapshot = self.snapshot.clone();
+        let batch_stats = self.batch_stats.clone();
         let thread = std::thread::Builder::new()
             .name("mlx-serving-engine".into())
-            .spawn(move || worker::Worker::new(rx, snapshot).run())
+            .spawn(move || worker::Worker::new(rx, snapshot, batch_stats).run())
             .map_err(|e| EngineError::runtime(format!("cannot start the engine thread: {e}")))?;
         *guard = Some(Running { tx, thread: Some(thread), started: Instant::now() });
         Ok(())
@@ -97,6 +100,15 @@ impl Engine {
 
     pub fn touch_model(&self, id: &str) -> bool {
         self.snapshot.touch(id)
+    }
+
+    /// `getBatchStats().generation` (spec §15): continuous-batching figures since the last reset.
+    pub fn batch_stats(&self) -> Value {
+        serde_json::to_value(self.batch_stats.lock().clone()).unwrap_or(Value::Null)
+    }
+
+    pub fn reset_batch_stats(&self) {
+        scheduler::reset(&self.batch_stats);
     }
 
     /// Spec §8.6 `getCacheStats()`.

@@ -10,7 +10,8 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 
 use super::commands::{Command, LoadReply, StartStream, TokenizeReply};
 use crate::error::{EngineError, EngineResult, ErrorCode};
-use crate::generation::stream::{GenerationStream, Step};
+use super::scheduler::{self, SharedBatchStats};
+use crate::generation::stream::GenerationStream;
 use crate::params::{LoadModelOptions, TokenizeRequest};
 use crate::services::generation::prepare_stream;
 use crate::services::model_lifecycle::{LoadOutcome, ModelRegistry, ModelSnapshot};
@@ -19,11 +20,12 @@ pub struct Worker {
     rx: Receiver<Command>,
     registry: ModelRegistry,
     streams: VecDeque<GenerationStream>,
+    batch_stats: SharedBatchStats,
 }
 
 impl Worker {
-    pub fn new(rx: Receiver<Command>, snapshot: ModelSnapshot) -> Self {
-        Worker { rx, registry: ModelRegistry::new(snapshot), streams: VecDeque::new() }
+    pub fn new(rx: Receiver<Command>, snapshot: ModelSnapshot, batch_stats: SharedBatchStats) -> Self {
+        Worker { rx, registry: ModelRegistry::new(snapshot), streams: VecDeque::new(), batch_stats }
     }
 
     pub fn run(mut self) {
@@ -50,7 +52,7 @@ impl Worker {
                 self.handle(cmd);
                 continue; // drain all pending commands before the next step
             }
-            self.step_one();
+            self.step_all();
         }
         self.shutdown();
     }
@@ -62,14 +64,8 @@ impl Worker {
         self.registry.clear();
     }
 
-    fn step_one(&mut self) {
-        let Some(mut stream) = self.streams.pop_front() else { return };
-        let outcome = catch_unwind(AssertUnwindSafe(|| stream.step()));
-        match outcome {
-            Ok(Step::Continue) => self.streams.push_back(stream),
-            Ok(Step::Done) => {}
-            Err(panic) => stream.abort(EngineError::generation(format!("internal error: {}", panic_message(&panic)))),
-        }
+    fn step_all(&mut self) {
+        scheduler::step(&mut self.streams, &self.batch_stats);
     }
 
     fn handle(&mut self, cmd: Command) {

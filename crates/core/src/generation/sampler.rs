@@ -56,6 +56,16 @@ impl Sampler {
 
     /// logits: [vocab] (any float dtype). Returns the chosen id and its log-probability.
     pub fn sample(&mut self, logits: &Array) -> MlxResult<Sampled> {
+        let (token, lp) = self.sample_lazy(logits)?;
+        mlx_rs::transforms::eval([&token, &lp])?;
+        let sampled = Sampled { token: token.item_cast::<u32>(), logprob: lp.item_cast::<f32>() };
+        self.commit(sampled.token);
+        Ok(sampled)
+    }
+
+    /// Builds (does not evaluate) the chosen id and its log-probability, so that the rows of a
+    /// batch are evaluated together; call [`Self::commit`] with the evaluated id afterwards.
+    pub fn sample_lazy(&mut self, logits: &Array) -> MlxResult<(Array, Array)> {
         let logits = self.penalized(&logits.as_dtype(mlx_rs::Dtype::Float32)?)?;
         let p = &self.params;
         let (token, logprobs) = if p.temperature <= 0.0 {
@@ -75,10 +85,12 @@ impl Sampler {
             (random::categorical(&filtered, -1, None, key.as_ref())?, logprobs)
         };
         let lp = logprobs.take_axis(&token, -1)?;
-        mlx_rs::transforms::eval([&token, &lp])?;
-        let token = token.item_cast::<u32>();
+        Ok((token, lp))
+    }
+
+    /// Records a sampled id for the penalties' history.
+    pub fn commit(&mut self, token: u32) {
         self.record(token);
-        Ok(Sampled { token, logprob: lp.item_cast::<f32>() })
     }
 
     fn record(&mut self, token: u32) {

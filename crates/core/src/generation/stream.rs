@@ -49,6 +49,8 @@ pub struct GenerationStream {
     first_token_at: Option<Instant>,
     generated: u32,
     last_token: Option<u32>,
+    /// Prompt tokens already fed through the model (chunked prefill).
+    prompt_fed: usize,
     /// The newest token chunk, kept back while part of its text is still held (an incomplete
     /// UTF-8 character or a possible stop-string prefix), so that text flushed at the end can
     /// be appended to it and every emitted text belongs to a counted token chunk.
@@ -77,6 +79,7 @@ impl GenerationStream {
             first_token_at: None,
             generated: 0,
             last_token: None,
+            prompt_fed: 0,
             pending: None,
             req,
         })
@@ -84,6 +87,10 @@ impl GenerationStream {
 
     pub fn id(&self) -> &str {
         &self.req.id
+    }
+
+    pub fn model(&self) -> Rc<LoadedModel> {
+        self.model.clone()
     }
 
     pub fn model_id(&self) -> &str {
@@ -95,25 +102,76 @@ impl GenerationStream {
         self.finish_with_error(err);
     }
 
-    /// Runs one unit of work: the prefill on the first call, then one decode step.
-    pub fn step(&mut self) -> Step {
+    /// Checks cancellation, the consumer and the deadline; ends the stream when one says so.
+    /// Returns true when the stream is over and should be dropped (freeing its KV cache).
+    pub fn poll_control(&mut self) -> bool {
         match self.cancel.load(Ordering::Acquire) {
-            CANCEL_RETURN => return Step::Done,
+            CANCEL_RETURN => return true,
             CANCEL_ABORT => {
                 self.finish_with_error(EngineError::new(ErrorCode::Cancelled, "Stream aborted"));
-                return Step::Done;
+                return true;
             }
             _ => {}
         }
         if self.tx.is_closed() {
-            return Step::Done;
+            return true;
         }
         if self.req.deadline.is_some_and(|d| Instant::now() >= d) {
             let msg = format!("Stream {} timed out", self.req.id);
             self.finish_with_error(EngineError::new(ErrorCode::Timeout, msg));
-            return Step::Done;
+            return true;
         }
-        match self.advance() {
+        if self.req.max_tokens == 0 {
+            self.finish(FinishReason::Length);
+            return true;
+        }
+        false
+    }
+
+    /// True until the whole prompt has been fed through the model.
+    pub fn is_prefilling(&self) -> bool {
+        self.prompt_fed < self.req.prompt.len()
+    }
+
+    /// Prompt tokens not yet fed (0 once decoding).
+    pub fn prompt_remaining(&self) -> usize {
+        self.req.prompt.len() - self.prompt_fed
+    }
+
+    /// The tokens to feed in the next forward pass: the next prompt chunk (at most `budget`
+    /// tokens) while prefilling, else the last sampled token; and whether that pass must
+    /// produce logits (only when it reaches the end of the prompt, or when decoding).
+    pub fn next_input(&self, budget: usize) -> (Vec<u32>, bool) {
+        if self.is_prefilling() {
+            let end = (self.prompt_fed + budget.max(1)).min(self.req.prompt.len());
+            (self.req.prompt[self.prompt_fed..end].to_vec(), end == self.req.prompt.len())
+        } else {
+            (vec![self.last_token.expect("decoding without a sampled token")], true)
+        }
+    }
+
+    /// Marks `n` tokens of the input from [`Self::next_input`] as fed.
+    pub fn fed(&mut self, n: usize) {
+        if self.is_prefilling() {
+            self.prompt_fed += n;
+        }
+    }
+
+    pub fn cache_mut(&mut self) -> &mut [KvCache] {
+        &mut self.cache
+    }
+
+    /// Builds the sampling graph for this row's logits [vocab] (evaluated by the caller together
+    /// with the other rows of the batch).
+    pub fn sample_lazy(&mut self, logits: &Array) -> EngineResult<(Array, Array)> {
+        Ok(self.sampler.sample_lazy(logits)?)
+    }
+
+    /// Takes the evaluated sample: emits text, checks stop conditions. Returns `Done` when the
+    /// stream has sent its terminal chunk.
+    pub fn accept(&mut self, token: u32, logprob: f32) -> Step {
+        self.sampler.commit(token);
+        match self.on_token(token, logprob) {
             Ok(Some(reason)) => {
                 self.finish(reason);
                 Step::Done
@@ -126,31 +184,24 @@ impl GenerationStream {
         }
     }
 
-    fn advance(&mut self) -> EngineResult<Option<FinishReason>> {
-        if self.req.max_tokens == 0 {
-            return Ok(Some(FinishReason::Length));
-        }
-        let input: Vec<i32> = match self.last_token {
-            None => self.req.prompt.iter().map(|&t| t as i32).collect(),
-            Some(t) => vec![t as i32],
-        };
-        let ids = Array::from_slice(&input, &[1, input.len() as i32]);
-        let logits = self.model.model.forward(&ids, &mut self.cache, true)?;
-        let vocab = logits.shape()[2];
-        let logits = logits.reshape(&[vocab])?;
-        let sampled = self.sampler.sample(&logits)?;
-        self.last_token = Some(sampled.token);
-        if self.model.tokenizer.eos_ids().contains(&sampled.token) {
+    /// Ends the stream with an error chunk (a failed forward pass, an internal error).
+    pub fn fail(&mut self, err: EngineError) {
+        self.finish_with_error(err);
+    }
+
+    fn on_token(&mut self, token: u32, logprob: f32) -> EngineResult<Option<FinishReason>> {
+        self.last_token = Some(token);
+        if self.model.tokenizer.eos_ids().contains(&token) {
             return Ok(Some(FinishReason::Eos));
         }
-        if self.req.stop_token_ids.contains(&sampled.token) {
+        if self.req.stop_token_ids.contains(&token) {
             return Ok(Some(FinishReason::Stop));
         }
         self.generated += 1;
         self.first_token_at.get_or_insert_with(Instant::now);
-        let delta = self.detok.push(&self.model.tokenizer, sampled.token)?;
+        let delta = self.detok.push(&self.model.tokenizer, token)?;
         let outcome = self.stops.push(&delta);
-        let chunk = Chunk::Token { token: outcome.emit, token_id: sampled.token, logprob: finite(sampled.logprob), is_final: false };
+        let chunk = Chunk::Token { token: outcome.emit, token_id: token, logprob: finite(logprob), is_final: false };
         if let Some(prev) = self.pending.take() {
             self.send(prev);
         }

@@ -37,6 +37,15 @@ struct Block {
     mlp: Mlp,
 }
 
+/// One sequence's share of a batched forward pass.
+pub struct Segment<'a> {
+    pub tokens: &'a [u32],
+    /// That sequence's per-layer KV cache (appended to by this pass).
+    pub cache: &'a mut [KvCache],
+    /// Whether the caller needs logits for the segment's last token.
+    pub logits: bool,
+}
+
 pub struct LlamaModel {
     pub config: ModelConfig,
     embed_tokens: Embedding,
@@ -77,29 +86,69 @@ impl LlamaModel {
         (0..self.layers.len()).map(|_| KvCache::new()).collect()
     }
 
-    /// ids: int32 [B, L] → logits [B, L, vocab] (computed only for the last position when
-    /// `last_only`, which is all generation needs after a prefill).
+    /// ids: int32 [1, L] → logits [1, 1, vocab] of the last position (`last_only`) or
+    /// [1, L, vocab]. A convenience over [`Self::forward_segments`] for one sequence.
     pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
-        let mut h = self.embed_tokens.lookup(ids)?;
-        let seq_len = ids.shape()[1];
-        for (layer, c) in self.layers.iter().zip(cache.iter_mut()) {
-            h = self.block_forward(layer, &h, c, seq_len)?;
+        let tokens: Vec<u32> = ids.as_dtype(mlx_rs::Dtype::Uint32)?.as_slice::<u32>().to_vec();
+        if last_only {
+            let mut seg = [Segment { tokens: &tokens, cache, logits: true }];
+            let logits = self.forward_segments(&mut seg)?;
+            let vocab = logits.shape()[1];
+            return logits.reshape(&[1, 1, vocab]);
         }
-        if last_only && seq_len > 1 {
+        let h = self.hidden_states(&mut [Segment { tokens: &tokens, cache, logits: true }])?;
+        self.project(&h)
+    }
+
+    /// One forward pass over several sequences at once (continuous batching): all tokens of all
+    /// segments go through the position-wise layers (norms, projections, MLP) as one
+    /// [1, T, hidden] batch, while rotary embedding, the KV cache and attention run per segment
+    /// against that segment's own cache. Returns logits [R, vocab] for the last token of each
+    /// segment with `logits: true`, in order.
+    pub fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        let h = self.hidden_states(segs)?;
+        let mut last = Vec::new();
+        let mut pos = 0i32;
+        for s in segs.iter() {
+            pos += s.tokens.len() as i32;
+            if s.logits {
+                last.push(pos - 1);
+            }
+        }
+        let rows = last.len() as i32;
+        let h = if rows == 1 && last[0] == pos - 1 && segs.len() == 1 {
             use mlx_rs::ops::indexing::TryIndexOp;
-            h = h.try_index((.., seq_len - 1.., ..))?;
+            h.try_index((.., pos - 1.., ..))?
+        } else {
+            h.take_axis(&Array::from_slice(&last, &[rows]), 1)?
+        };
+        let logits = self.project(&h)?;
+        let vocab = *logits.shape().last().unwrap();
+        logits.reshape(&[rows, vocab])
+    }
+
+    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        let ids: Vec<i32> = segs.iter().flat_map(|s| s.tokens.iter().map(|&t| t as i32)).collect();
+        let total = ids.len() as i32;
+        let mut h = self.embed_tokens.lookup(&Array::from_slice(&ids, &[1, total]))?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            h = self.block_forward(layer, li, &h, segs)?;
         }
-        let h = fast::rms_norm(&h, Some(&self.norm), self.config.rms_norm_eps)?;
+        Ok(h)
+    }
+
+    fn project(&self, h: &Array) -> MlxResult<Array> {
+        let h = fast::rms_norm(h, Some(&self.norm), self.config.rms_norm_eps)?;
         match &self.lm_head {
             Some(head) => head.forward(&h),
             None => self.embed_tokens.as_linear(&h),
         }
     }
 
-    fn block_forward(&self, b: &Block, x: &Array, cache: &mut KvCache, seq_len: i32) -> MlxResult<Array> {
+    fn block_forward(&self, b: &Block, layer: usize, x: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let eps = self.config.rms_norm_eps;
         let normed = fast::rms_norm(x, Some(&b.input_layernorm), eps)?;
-        let h = ops::add(x, &self.attention(&b.attn, &normed, cache, seq_len)?)?;
+        let h = ops::add(x, &self.attention(&b.attn, layer, &normed, segs)?)?;
         let normed = fast::rms_norm(&h, Some(&b.post_attention_layernorm), eps)?;
         let gate = b.mlp.gate_proj.forward(&normed)?;
         let up = b.mlp.up_proj.forward(&normed)?;
@@ -107,31 +156,46 @@ impl LlamaModel {
         ops::add(&h, &b.mlp.down_proj.forward(&act)?)
     }
 
-    fn attention(&self, a: &Attention, x: &Array, cache: &mut KvCache, seq_len: i32) -> MlxResult<Array> {
+    fn attention(&self, a: &Attention, layer: usize, x: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let c = &self.config;
-        let batch = x.shape()[0];
-        let heads = |t: Array, n: i32, norm: &Option<Array>| -> MlxResult<Array> {
-            let t = t.reshape(&[batch, seq_len, n, c.head_dim])?;
-            let t = match norm {
-                Some(w) => fast::rms_norm(&t, Some(w), c.rms_norm_eps)?,
-                None => t,
+        let q_all = a.q_proj.forward(x)?;
+        let k_all = a.k_proj.forward(x)?;
+        let v_all = a.v_proj.forward(x)?;
+        let single = segs.len() == 1;
+        let mut outs = Vec::with_capacity(segs.len());
+        let mut start = 0i32;
+        for seg in segs.iter_mut() {
+            let len = seg.tokens.len() as i32;
+            let part = |t: &Array| -> MlxResult<Array> {
+                use mlx_rs::ops::indexing::TryIndexOp;
+                if single { Ok(t.clone()) } else { t.try_index((.., start..start + len, ..)) }
             };
-            t.transpose_axes(&[0, 2, 1, 3])
-        };
-        let q = heads(a.q_proj.forward(x)?, c.num_attention_heads, &a.q_norm)?;
-        let k = heads(a.k_proj.forward(x)?, c.num_key_value_heads, &a.k_norm)?;
-        let v = heads(a.v_proj.forward(x)?, c.num_key_value_heads, &None)?;
-        let offset = cache.offset();
-        let q = self.rope.apply(&q, offset)?;
-        let k = self.rope.apply(&k, offset)?;
-        let (keys, values) = cache.update(&k, &v)?;
-        let scale = (c.head_dim as f32).powf(-0.5);
-        let out = if seq_len > 1 {
-            fast::scaled_dot_product_attention(&q, &keys, &values, scale, ScaledDotProductAttentionMask::Causal, None)?
-        } else {
-            fast::scaled_dot_product_attention(&q, &keys, &values, scale, None, None)?
-        };
-        let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[batch, seq_len, c.num_attention_heads * c.head_dim])?;
+            let heads = |t: Array, n: i32, norm: &Option<Array>| -> MlxResult<Array> {
+                let t = t.reshape(&[1, len, n, c.head_dim])?;
+                let t = match norm {
+                    Some(w) => fast::rms_norm(&t, Some(w), c.rms_norm_eps)?,
+                    None => t,
+                };
+                t.transpose_axes(&[0, 2, 1, 3])
+            };
+            let q = heads(part(&q_all)?, c.num_attention_heads, &a.q_norm)?;
+            let k = heads(part(&k_all)?, c.num_key_value_heads, &a.k_norm)?;
+            let v = heads(part(&v_all)?, c.num_key_value_heads, &None)?;
+            let cache = &mut seg.cache[layer];
+            let offset = cache.offset();
+            let q = self.rope.apply(&q, offset)?;
+            let k = self.rope.apply(&k, offset)?;
+            let (keys, values) = cache.update(&k, &v)?;
+            let scale = (c.head_dim as f32).powf(-0.5);
+            let out = if len > 1 {
+                fast::scaled_dot_product_attention(&q, &keys, &values, scale, ScaledDotProductAttentionMask::Causal, None)?
+            } else {
+                fast::scaled_dot_product_attention(&q, &keys, &values, scale, None, None)?
+            };
+            outs.push(out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, len, c.num_attention_heads * c.head_dim])?);
+            start += len;
+        }
+        let out = if single { outs.pop().unwrap() } else { ops::concatenate(&outs, 1)? };
         a.o_proj.forward(&out)
     }
 }

@@ -1,0 +1,150 @@
+//! Continuous batching: each engine step runs ONE forward pass over every active stream —
+//! all decoding streams contribute their last token, and prefilling streams contribute prompt
+//! chunks within a per-step token budget (decode first, so long prompts never stall running
+//! streams). Rows join and leave between steps; each row keeps its own KV cache, sampler and RNG
+//! key, so a greedy or seeded request gives the same ids alone or batched.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use mlx_rs::ops::indexing::TryIndexOp;
+use mlx_rs::Array;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::error::EngineError;
+use crate::generation::stream::{GenerationStream, Step};
+use crate::models::llama::Segment;
+
+/// Prompt tokens fed per step across all prefilling streams (chunked prefill).
+pub const PREFILL_BUDGET: usize = 512;
+
+/// `getBatchStats().generation` (spec §15).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerationBatchStats {
+    pub steps: u64,
+    pub avg_batch_size: f64,
+    pub max_batch_size: u32,
+    /// streams waiting for (or in) prefill at the last step
+    pub queued: u32,
+    #[serde(skip)]
+    rows_total: u64,
+}
+
+impl GenerationBatchStats {
+    fn record(&mut self, rows: usize, queued: usize) {
+        self.steps += 1;
+        self.rows_total += rows as u64;
+        self.avg_batch_size = self.rows_total as f64 / self.steps as f64;
+        self.max_batch_size = self.max_batch_size.max(rows as u32);
+        self.queued = queued as u32;
+    }
+}
+
+pub type SharedBatchStats = Arc<Mutex<GenerationBatchStats>>;
+
+pub fn reset(stats: &SharedBatchStats) {
+    *stats.lock() = GenerationBatchStats::default();
+}
+
+/// Runs one batched step over `streams`; finished streams are removed.
+pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) {
+    streams.retain_mut(|s| !s.poll_control());
+    if streams.is_empty() {
+        return;
+    }
+    // Plan: decoding rows first, then prompt chunks within the budget, in arrival order.
+    let mut plan: Vec<(usize, Vec<u32>, bool)> = Vec::new();
+    for (i, s) in streams.iter().enumerate() {
+        if !s.is_prefilling() {
+            let (tokens, logits) = s.next_input(0);
+            plan.push((i, tokens, logits));
+        }
+    }
+    let mut budget = PREFILL_BUDGET;
+    for (i, s) in streams.iter().enumerate() {
+        if s.is_prefilling() && budget > 0 {
+            let (tokens, logits) = s.next_input(budget);
+            budget -= tokens.len().min(budget);
+            plan.push((i, tokens, logits));
+        }
+    }
+    let queued = streams.iter().filter(|s| s.is_prefilling()).count();
+    stats.lock().record(plan.len(), queued);
+
+    let result = catch_unwind(AssertUnwindSafe(|| run_plan(streams, &plan)));
+    let failed: Option<EngineError> = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(EngineError::generation("internal error during a forward pass")),
+    };
+    if let Some(err) = failed {
+        // The pass as a whole failed: every row in it ends with the error.
+        let rows: Vec<usize> = plan.iter().map(|p| p.0).collect();
+        let mut idx = 0;
+        streams.retain_mut(|s| {
+            let hit = rows.contains(&idx);
+            idx += 1;
+            if hit {
+                s.fail(err.clone());
+            }
+            !hit
+        });
+    }
+}
+
+fn run_plan(streams: &mut VecDeque<GenerationStream>, plan: &[(usize, Vec<u32>, bool)]) -> Result<(), EngineError> {
+    // One forward pass per model among the planned rows (streams of different models can be
+    // active at once); rows keep plan order within their group.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (p, (i, _, _)) in plan.iter().enumerate() {
+        let m = streams[*i].model();
+        match groups.iter_mut().find(|g| Rc::ptr_eq(&streams[plan[g[0]].0].model(), &m)) {
+            Some(g) => g.push(p),
+            None => groups.push(vec![p]),
+        }
+    }
+    let mut sampled: Vec<(usize, Array, Array)> = Vec::new();
+    for group in &groups {
+        let model = streams[plan[group[0]].0].model();
+        let logits = {
+            let mut by_index: Vec<Option<&mut GenerationStream>> = streams.iter_mut().map(Some).collect();
+            let mut segs: Vec<Segment<'_>> = Vec::with_capacity(group.len());
+            for &p in group {
+                let (i, tokens, logits) = &plan[p];
+                let s = by_index[*i].take().expect("a stream is planned once");
+                segs.push(Segment { tokens, cache: s.cache_mut(), logits: *logits });
+            }
+            model.model.forward_segments(&mut segs)?
+        };
+        let mut row = 0;
+        for &p in group {
+            let (i, tokens, wants) = &plan[p];
+            streams[*i].fed(tokens.len());
+            if *wants {
+                // Sample every row that produced logits; all rows are evaluated together below.
+                let (tok, lp) = streams[*i].sample_lazy(&logits.try_index(row)?)?;
+                sampled.push((*i, tok, lp));
+                row += 1;
+            }
+        }
+    }
+    let arrays: Vec<&Array> = sampled.iter().flat_map(|(_, t, l)| [t, l]).collect();
+    mlx_rs::transforms::eval(arrays)?;
+    let mut done = Vec::new();
+    for (i, tok, lp) in &sampled {
+        if let Step::Done = streams[*i].accept(tok.item_cast::<u32>(), lp.item_cast::<f32>()) {
+            done.push(*i);
+        }
+    }
+    let mut idx = 0;
+    streams.retain(|_| {
+        let keep = !done.contains(&idx);
+        idx += 1;
+        keep
+    });
+    Ok(())
+}
