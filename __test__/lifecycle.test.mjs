@@ -165,7 +165,10 @@ describe('runtime info, cache stats, batch stubs', () => {
     const engine = track(new Engine());
     const statsPromise = engine.getCacheStats();
     expect(statsPromise).toBeInstanceOf(Promise);
-    expect(await statsPromise).toEqual({ loadedModels: 0, maxModels: 5, cacheEnabled: true, models: [] });
+    expect(await statsPromise).toEqual({
+      loadedModels: 0, maxModels: 5, cacheEnabled: true, models: [],
+      promptCache: { entries: 0, bytes: 0, hits: 0, misses: 0, evictions: 0 },
+    });
     await engine.loadModel(LLAMA);
     await new Promise((r) => setTimeout(r, 5));
     await engine.loadModel(QWEN2);

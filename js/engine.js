@@ -29,6 +29,7 @@ class Engine extends EventEmitter {
   #shutdownPromise = null;
   #telemetry;
   #logger;
+  #nativeOptions; // the EngineOptions fields the native engine reads ({promptCache})
 
   /**
    * @param {object} [options] EngineOptions; unknown keys ignored (Python-era keys included).
@@ -38,6 +39,7 @@ class Engine extends EventEmitter {
     super();
     const opts = options && typeof options === 'object' ? options : {};
     const d = deps && typeof deps === 'object' ? deps : {};
+    this.#nativeOptions = opts.promptCache !== undefined ? { promptCache: opts.promptCache } : null;
     const telemetry = opts.telemetry;
     this.#telemetry = telemetry && telemetry.enabled === true && telemetry.hooks
       ? telemetry.hooks : null;
@@ -56,7 +58,7 @@ class Engine extends EventEmitter {
   #nativeEngine() {
     if (!this.#native) {
       if (!this.#nativeModule) this.#nativeModule = loadNativeModule();
-      this.#native = new this.#nativeModule.NativeEngine();
+      this.#native = new this.#nativeModule.NativeEngine(this.#nativeOptions);
     }
     return this.#native;
   }

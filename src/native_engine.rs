@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mlx_serving_core::services::runtime_info::runtime_info;
-use mlx_serving_core::Engine;
+use mlx_serving_core::{Engine, EngineConfig};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde_json::{json, Value};
@@ -18,10 +18,11 @@ pub struct NativeEngine {
 
 #[napi]
 impl NativeEngine {
+    /// options: the `EngineOptions` fields the engine uses (`{promptCache?}`); unknown keys ignored.
     #[napi(constructor)]
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
-        NativeEngine { engine: Arc::new(Engine::new()) }
+    pub fn new(options: Option<Value>) -> Result<Self> {
+        let config = EngineConfig::from_options(&options.unwrap_or(Value::Null)).map_err(to_napi)?;
+        Ok(NativeEngine { engine: Arc::new(Engine::with_config(config)) })
     }
 
     #[napi]

@@ -10,5 +10,5 @@ pub mod params;
 pub mod services;
 pub mod text;
 
-pub use engine::{Engine, StreamControl, StreamHandle};
+pub use engine::{Engine, EngineConfig, StreamControl, StreamHandle};
 pub use error::{EngineError, EngineResult, ErrorCode};

@@ -320,3 +320,42 @@ async fn streams_of_different_models_batch_side_by_side() {
     assert_eq!((ra.ids, rb.ids), (a, b));
     e.shutdown().await;
 }
+
+#[tokio::test]
+async fn prompt_prefix_reuse_keeps_outputs_and_stays_bounded() {
+    let e = engine_with("llama").await;
+    let system = "You are a helpful assistant. Answer briefly and precisely. ".repeat(4);
+    let turn1 = format!("{system} User: hello");
+    let p1 = json!({"model": "llama", "prompt": turn1, "maxTokens": 8, "temperature": 0});
+    let first = run(&e, p1.clone()).await;
+    let stats = e.cache_stats()["promptCache"].clone();
+    assert_eq!(stats["entries"], json!(1), "{stats}");
+    assert!(stats["bytes"].as_u64().unwrap() > 0);
+    // Same prompt again: served from the cache, same ids.
+    let again = run(&e, p1).await;
+    assert_eq!(again.ids, first.ids);
+    // A second turn extending the first conversation reuses the prefix; compare with a cold run.
+    let turn2 = format!("{turn1}{} User: and then?", first.text);
+    let p2 = json!({"model": "llama", "prompt": turn2, "maxTokens": 8, "temperature": 0});
+    let warm = run(&e, p2.clone()).await;
+    let hits = e.cache_stats()["promptCache"]["hits"].as_u64().unwrap();
+    assert!(hits >= 2, "expected cache hits, stats: {}", e.cache_stats()["promptCache"]);
+    let cold_engine = Engine::with_config(mlx_serving_core::EngineConfig { prompt_cache_max_entries: 0, ..Default::default() });
+    cold_engine.load_model(&json!({"model": "llama", "localPath": fixture("llama")})).await.unwrap();
+    let cold = run(&cold_engine, p2).await;
+    assert_eq!(warm.ids, cold.ids, "prefix reuse changed the output");
+    assert_eq!(cold_engine.cache_stats()["promptCache"]["entries"], json!(0));
+    cold_engine.shutdown().await;
+    e.shutdown().await;
+
+    // Bounded: a byte budget below two entries keeps at most one, counting evictions.
+    let small = Engine::with_config(mlx_serving_core::EngineConfig { prompt_cache_max_entries: 100, prompt_cache_max_bytes: 200_000 });
+    small.load_model(&json!({"model": "llama", "localPath": fixture("llama")})).await.unwrap();
+    for i in 0..4 {
+        run(&small, json!({"model": "llama", "prompt": format!("Prompt number {i} is here"), "maxTokens": 4, "temperature": 0})).await;
+    }
+    let s = small.cache_stats()["promptCache"].clone();
+    assert!(s["bytes"].as_u64().unwrap() <= 200_000, "{s}");
+    assert!(s["evictions"].as_u64().unwrap() >= 1, "{s}");
+    small.shutdown().await;
+}

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc as tmpsc, oneshot};
 use commands::{Command, LoadReply, StartStream, TokenizeReply};
 use crate::error::{EngineError, EngineResult};
 use crate::generation::stream::{CANCEL_ABORT, CANCEL_RETURN};
+use crate::generation::prefix_cache::{PrefixCache, SharedPromptCacheStats, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
 use crate::generation::Chunk;
 use crate::params::{normalize_generator_params, normalize_load_options, normalize_stream_options, normalize_tokenize_request, StreamOptions};
 use crate::services::model_lifecycle::{ModelSnapshot, MAX_LOADED_MODELS};
@@ -34,6 +35,50 @@ pub struct Engine {
     active: Arc<AtomicUsize>,
     next_stream: AtomicUsize,
     batch_stats: scheduler::SharedBatchStats,
+    config: EngineConfig,
+    prompt_cache_stats: SharedPromptCacheStats,
+}
+
+/// Engine-wide settings (from `EngineOptions`).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Prompt-prefix KV reuse bounds (0 entries disables it).
+    pub prompt_cache_max_entries: usize,
+    pub prompt_cache_max_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { prompt_cache_max_entries: DEFAULT_MAX_ENTRIES, prompt_cache_max_bytes: DEFAULT_MAX_BYTES }
+    }
+}
+
+impl EngineConfig {
+    /// `{promptCache: {enabled?, maxEntries?, maxBytes?}}`; invalid values → InvalidParams.
+    pub fn from_options(raw: &Value) -> EngineResult<Self> {
+        let mut c = EngineConfig::default();
+        let Some(pc) = raw.get("promptCache").filter(|v| !v.is_null()) else { return Ok(c) };
+        let field = |k: &str| pc.get(k).filter(|v| !v.is_null());
+        let count = |k: &str| -> EngineResult<Option<usize>> {
+            match field(k) {
+                None => Ok(None),
+                Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                    EngineError::invalid_params(format!("Validation error on field 'promptCache.{k}': must be a non-negative integer"))
+                        .with_detail("field", format!("promptCache.{k}"))
+                }),
+            }
+        };
+        if let Some(n) = count("maxEntries")? {
+            c.prompt_cache_max_entries = n;
+        }
+        if let Some(n) = count("maxBytes")? {
+            c.prompt_cache_max_bytes = n;
+        }
+        if field("enabled").and_then(Value::as_bool) == Some(false) {
+            c.prompt_cache_max_entries = 0;
+        }
+        Ok(c)
+    }
 }
 
 impl Default for Engine {
@@ -44,7 +89,19 @@ impl Default for Engine {
 
 impl Engine {
     pub fn new() -> Self {
-        Engine { running: Mutex::new(None), snapshot: ModelSnapshot::default(), active: Arc::new(AtomicUsize::new(0)), next_stream: AtomicUsize::new(1), batch_stats: Default::default() }
+        Self::with_config(EngineConfig::default())
+    }
+
+    pub fn with_config(config: EngineConfig) -> Self {
+        Engine {
+            running: Mutex::new(None),
+            snapshot: ModelSnapshot::default(),
+            active: Arc::new(AtomicUsize::new(0)),
+            next_stream: AtomicUsize::new(1),
+            batch_stats: Default::default(),
+            config,
+            prompt_cache_stats: Default::default(),
+        }
     }
 
     /// Starts the engine thread if it is not running (idempotent).
@@ -56,9 +113,10 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let snapshot = self.snapshot.clone();
         let batch_stats = self.batch_stats.clone();
+        let prefix_cache = PrefixCache::new(self.config.prompt_cache_max_entries, self.config.prompt_cache_max_bytes, self.prompt_cache_stats.clone());
         let thread = std::thread::Builder::new()
             .name("mlx-serving-engine".into())
-            .spawn(move || worker::Worker::new(rx, snapshot, batch_stats).run())
+            .spawn(move || worker::Worker::new(rx, snapshot, batch_stats, prefix_cache).run())
             .map_err(|e| EngineError::runtime(format!("cannot start the engine thread: {e}")))?;
         *guard = Some(Running { tx, thread: Some(thread), started: Instant::now() });
         Ok(())
@@ -116,7 +174,8 @@ impl Engine {
         let mut entries = self.snapshot.entries();
         entries.sort_by(|a, b| b.last_access_ms.cmp(&a.last_access_ms));
         let models: Vec<Value> = entries.iter().map(|e| json!({"modelId": e.id, "lastAccess": e.last_access_ms})).collect();
-        json!({"loadedModels": models.len(), "maxModels": MAX_LOADED_MODELS, "cacheEnabled": true, "models": models})
+        let prompt_cache = serde_json::to_value(self.prompt_cache_stats.lock().clone()).unwrap_or(Value::Null);
+        json!({"loadedModels": models.len(), "maxModels": MAX_LOADED_MODELS, "cacheEnabled": true, "models": models, "promptCache": prompt_cache})
     }
 
     pub async fn load_model(&self, raw: &Value) -> EngineResult<LoadReply> {

@@ -50,11 +50,12 @@ pub fn reset(stats: &SharedBatchStats) {
     *stats.lock() = GenerationBatchStats::default();
 }
 
-/// Runs one batched step over `streams`; finished streams are removed.
-pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) {
-    streams.retain_mut(|s| !s.poll_control());
+/// Runs one batched step over `streams`. Streams that ended are removed; those whose KV cache
+/// is intact (finished or cancelled, not failed) are returned for prompt-prefix reuse.
+pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) -> Vec<GenerationStream> {
+    let mut ended = take_where(streams, |s| s.poll_control());
     if streams.is_empty() {
-        return;
+        return ended;
     }
     // Plan: decoding rows first, then prompt chunks within the budget, in arrival order.
     let mut plan: Vec<(usize, Vec<u32>, bool)> = Vec::new();
@@ -75,7 +76,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
     let queued = streams.iter().filter(|s| s.is_prefilling()).count();
     stats.lock().record(plan.len(), queued);
 
-    let result = catch_unwind(AssertUnwindSafe(|| run_plan(streams, &plan)));
+    let result = catch_unwind(AssertUnwindSafe(|| run_plan(streams, &plan, &mut ended)));
     let failed: Option<EngineError> = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
@@ -94,9 +95,25 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
             !hit
         });
     }
+    ended
 }
 
-fn run_plan(streams: &mut VecDeque<GenerationStream>, plan: &[(usize, Vec<u32>, bool)]) -> Result<(), EngineError> {
+/// Removes and returns the streams for which `pred` is true, keeping the others in order.
+fn take_where(streams: &mut VecDeque<GenerationStream>, mut pred: impl FnMut(&mut GenerationStream) -> bool) -> Vec<GenerationStream> {
+    let mut taken = Vec::new();
+    let mut kept = VecDeque::with_capacity(streams.len());
+    for mut s in streams.drain(..) {
+        if pred(&mut s) {
+            taken.push(s);
+        } else {
+            kept.push_back(s);
+        }
+    }
+    *streams = kept;
+    taken
+}
+
+fn run_plan(streams: &mut VecDeque<GenerationStream>, plan: &[(usize, Vec<u32>, bool)], ended: &mut Vec<GenerationStream>) -> Result<(), EngineError> {
     // One forward pass per model among the planned rows (streams of different models can be
     // active at once); rows keep plan order within their group.
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -123,7 +140,7 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, plan: &[(usize, Vec<u32>, 
         let mut row = 0;
         for &p in group {
             let (i, tokens, wants) = &plan[p];
-            streams[*i].fed(tokens.len());
+            streams[*i].fed(tokens);
             if *wants {
                 // Sample every row that produced logits; all rows are evaluated together below.
                 let (tok, lp) = streams[*i].sample_lazy(&logits.try_index(row)?)?;
@@ -141,10 +158,10 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, plan: &[(usize, Vec<u32>, 
         }
     }
     let mut idx = 0;
-    streams.retain(|_| {
-        let keep = !done.contains(&idx);
+    ended.extend(take_where(streams, |_| {
+        let hit = done.contains(&idx);
         idx += 1;
-        keep
-    });
+        hit
+    }));
     Ok(())
 }

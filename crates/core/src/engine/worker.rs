@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use super::commands::{Command, LoadReply, StartStream, TokenizeReply};
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use super::scheduler::{self, SharedBatchStats};
+use crate::generation::prefix_cache::PrefixCache;
 use crate::generation::stream::GenerationStream;
 use crate::params::{LoadModelOptions, TokenizeRequest};
 use crate::services::generation::prepare_stream;
@@ -21,11 +22,12 @@ pub struct Worker {
     registry: ModelRegistry,
     streams: VecDeque<GenerationStream>,
     batch_stats: SharedBatchStats,
+    prefix_cache: PrefixCache,
 }
 
 impl Worker {
-    pub fn new(rx: Receiver<Command>, snapshot: ModelSnapshot, batch_stats: SharedBatchStats) -> Self {
-        Worker { rx, registry: ModelRegistry::new(snapshot), streams: VecDeque::new(), batch_stats }
+    pub fn new(rx: Receiver<Command>, snapshot: ModelSnapshot, batch_stats: SharedBatchStats, prefix_cache: PrefixCache) -> Self {
+        Worker { rx, registry: ModelRegistry::new(snapshot), streams: VecDeque::new(), batch_stats, prefix_cache }
     }
 
     pub fn run(mut self) {
@@ -62,10 +64,14 @@ impl Worker {
             s.abort(EngineError::new(ErrorCode::Cancelled, "Engine shut down"));
         }
         self.registry.clear();
+        self.prefix_cache.clear(None);
     }
 
     fn step_all(&mut self) {
-        scheduler::step(&mut self.streams, &self.batch_stats);
+        for s in scheduler::step(&mut self.streams, &self.batch_stats) {
+            let (model, tokens, layers) = s.into_kv();
+            self.prefix_cache.insert(&model, tokens, layers);
+        }
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -94,7 +100,12 @@ impl Worker {
         match self.registry.load(opts)? {
             LoadOutcome::Cached(handle) => Ok(LoadReply { handle, cached: true, evicted: vec![] }),
             LoadOutcome::Loaded { handle, evicted } => {
+                // A (re)loaded model may have other weights than what the cache was built with.
+                if let Some(id) = handle["descriptor"]["id"].as_str() {
+                    self.prefix_cache.clear(Some(id));
+                }
                 for id in &evicted {
+                    self.prefix_cache.clear(Some(id));
                     self.end_streams_of(id);
                 }
                 Ok(LoadReply { handle, cached: false, evicted })
@@ -105,6 +116,7 @@ impl Worker {
     fn unload(&mut self, id: &str) {
         self.end_streams_of(id);
         self.registry.unload(id);
+        self.prefix_cache.clear(Some(id));
     }
 
     fn end_streams_of(&mut self, id: &str) {
@@ -145,7 +157,10 @@ impl Worker {
             return Err(EngineError::invalid_params(format!("Stream id {} is already active", s.id)).with_detail("field", "streamId"));
         }
         let req = prepare_stream(s.params, &model, s.id, s.timeout_ms)?;
-        let stream = GenerationStream::new(req, model, s.tx, s.cancel)?;
+        let mut stream = GenerationStream::new(req, model, s.tx, s.cancel)?;
+        if let Some((n, cache)) = self.prefix_cache.lookup(stream.model_id(), stream.prompt()) {
+            stream.resume_from(n, cache);
+        }
         self.streams.push_back(stream);
         Ok(())
     }

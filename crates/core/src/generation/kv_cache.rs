@@ -57,3 +57,19 @@ impl KvCache {
         self.keys.as_ref().map_or(0, |a| a.nbytes()) + self.values.as_ref().map_or(0, |a| a.nbytes())
     }
 }
+
+impl KvCache {
+    /// A cache holding the first `n` positions of `other` (views of its buffers: MLX arrays are
+    /// immutable, so later writes to either cache never affect the other).
+    pub fn prefix_of(other: &KvCache, n: i32) -> Result<KvCache, mlx_rs::error::Exception> {
+        let n = n.min(other.offset);
+        match (&other.keys, &other.values) {
+            (Some(k), Some(v)) if n > 0 => Ok(KvCache {
+                keys: Some(k.try_index((.., .., ..n, ..))?),
+                values: Some(v.try_index((.., .., ..n, ..))?),
+                offset: n,
+            }),
+            _ => Ok(KvCache::new()),
+        }
+    }
+}

@@ -51,6 +51,8 @@ pub struct GenerationStream {
     last_token: Option<u32>,
     /// Prompt tokens already fed through the model (chunked prefill).
     prompt_fed: usize,
+    /// The tokens whose keys/values are in `cache`, in order (for prompt-prefix reuse).
+    kv_tokens: Vec<u32>,
     /// The newest token chunk, kept back while part of its text is still held (an incomplete
     /// UTF-8 character or a possible stop-string prefix), so that text flushed at the end can
     /// be appended to it and every emitted text belongs to a counted token chunk.
@@ -80,6 +82,7 @@ impl GenerationStream {
             generated: 0,
             last_token: None,
             prompt_fed: 0,
+            kv_tokens: Vec::new(),
             pending: None,
             req,
         })
@@ -150,11 +153,29 @@ impl GenerationStream {
         }
     }
 
-    /// Marks `n` tokens of the input from [`Self::next_input`] as fed.
-    pub fn fed(&mut self, n: usize) {
+    /// Marks the input from [`Self::next_input`] as fed (now held by the KV cache).
+    pub fn fed(&mut self, tokens: &[u32]) {
         if self.is_prefilling() {
-            self.prompt_fed += n;
+            self.prompt_fed += tokens.len();
         }
+        self.kv_tokens.extend_from_slice(tokens);
+    }
+
+    /// Starts from a reused KV prefix holding the first `n` prompt tokens.
+    pub fn resume_from(&mut self, n: usize, cache: Vec<KvCache>) {
+        debug_assert!(n < self.req.prompt.len());
+        self.cache = cache;
+        self.prompt_fed = n;
+        self.kv_tokens = self.req.prompt[..n].to_vec();
+    }
+
+    pub fn prompt(&self) -> &[u32] {
+        &self.req.prompt
+    }
+
+    /// The KV state this stream leaves behind: (model id, the tokens it encodes, the cache).
+    pub fn into_kv(self) -> (String, Vec<u32>, Vec<KvCache>) {
+        (self.model.id.clone(), self.kv_tokens, self.cache)
     }
 
     pub fn cache_mut(&mut self) -> &mut [KvCache] {
