@@ -102,7 +102,7 @@ describe('Engine instance shape (snapshot of EnginePublicAPI)', () => {
 
   it('index.d.ts declares EnginePublicAPI with exactly the 35 names', () => {
     const dts = readFileSync(path.join(ROOT, 'index.d.ts'), 'utf8');
-    const body = dts.slice(dts.indexOf('export interface EnginePublicAPI {'));
+    const body = dts.slice(dts.indexOf('export interface EnginePublicAPI extends EventEmitter<EngineEvents> {'));
     const block = body.slice(0, body.indexOf('\n}\n'));
     const names = [...block.matchAll(/^ {2}(\w+)\(/gm)].map((m) => m[1]);
     expect(names.sort()).toEqual([...SNAPSHOT].sort());

@@ -10,6 +10,7 @@ const { EngineClientError, fromNative } = require('./errors');
 const { streamChunks } = require('./stream');
 const { toRawArg } = require('./raw');
 const { notSupported, visionGenerator } = require('./unsupported');
+const { Coalescer } = require('./batching');
 const {
   CACHE_HEALTH_EMPTY, ALIASES, progressModelId, unhealthy,
 } = require('./engine-support');
@@ -29,6 +30,8 @@ class Engine extends EventEmitter {
   #shutdownPromise = null;
   #telemetry;
   #logger;
+  #batches = null; // {tokenize, checkDraft}: Coalescers over the native batch entry points
+  #shutdownEpoch = 0; // bumped when a shutdown begins: loads started before it must not resolve
 
   /**
    * @param {object} [options] EngineOptions; unknown keys ignored (Python-era keys included).
@@ -57,6 +60,7 @@ class Engine extends EventEmitter {
     if (!this.#native) {
       if (!this.#nativeModule) this.#nativeModule = loadNativeModule();
       this.#native = new this.#nativeModule.NativeEngine();
+      this.#batches = batchesOf(this.#native);
     }
     return this.#native;
   }
@@ -101,6 +105,7 @@ class Engine extends EventEmitter {
     const starting = this.#startPromise;
     const ne = this.#native;
     if (!ne || (!starting && !this.#safeIsRunning(ne))) return Promise.resolve();
+    this.#shutdownEpoch += 1;
     const p = (async () => {
       try {
         if (starting) await starting.catch(() => undefined);
@@ -175,14 +180,27 @@ class Engine extends EventEmitter {
 
   async #load(options, { fallback, context, announce, invalidAs }) {
     const onProgress = options && typeof options === 'object' ? options.onProgress : undefined;
-    const modelId = progressModelId(options);
+    let modelId = progressModelId(options);
     let handle;
     let before;
+    // §3: a shutdown that begins while this load is in flight drops every model, so the load
+    // must not resolve with a handle of a model that is gone (nor restart the engine).
+    const epoch = this.#shutdownEpoch;
+    const checkNoShutdown = () => {
+      if (epoch !== this.#shutdownEpoch) {
+        throw new EngineClientError('RuntimeError', 'Engine shutdown in progress');
+      }
+    };
     try {
       await this.#ensureStarted();
+      checkNoShutdown();
+      // Validate first (§6: nothing is announced for a request that cannot load).
+      const check = this.#nativeModule.checkLoadModelOptions;
+      if (typeof check === 'function') modelId = check(toRawArg(options));
       this.#progress(onProgress, { phase: 'load' }, modelId);
       before = this.#loadedIds();
       handle = await this.#nativeEngine().loadModel(toRawArg(options));
+      checkNoShutdown();
     } catch (err) {
       let e = fromNative(err, fallback);
       if (invalidAs && e.code === 'InvalidParams') {
@@ -269,19 +287,23 @@ class Engine extends EventEmitter {
     }
   }
 
+  /** §7.8 / §8.5, computed natively; concurrent calls share one engine round trip. */
   async isDraftModelCompatible(primaryId, draftId) {
     try {
       await this.#ensureStarted();
       const ne = this.#nativeEngine();
-      for (const id of [primaryId, draftId]) {
-        if (ne.getModelInfo(id) == null) {
-          throw new EngineClientError('ModelNotLoaded', `Model not loaded: ${id}`);
-        }
-      }
       if (typeof ne.checkDraftCompatibility !== 'function') {
+        // An addon built without the native check (facade tests' fake): fail loudly.
+        for (const id of [primaryId, draftId]) {
+          if (ne.getModelInfo(id) == null) {
+            throw new EngineClientError('ModelNotLoaded', `Model not loaded: ${id}`);
+          }
+        }
         throw notSupported('RuntimeError', 'isDraftModelCompatible');
       }
-      return await ne.checkDraftCompatibility(primaryId, draftId);
+      return await this.#batches.checkDraft.push({
+        primaryId: toRawArg(primaryId), draftId: toRawArg(draftId),
+      });
     } catch (err) {
       throw this.#fail(err, 'RuntimeError', 'isDraftModelCompatible');
     }
@@ -315,25 +337,38 @@ class Engine extends EventEmitter {
       if (opts.streamId !== undefined) streamOptions.streamId = opts.streamId;
       if (opts.timeoutMs !== undefined) streamOptions.timeoutMs = opts.timeoutMs;
       try {
-        return await this.#nativeEngine().createStream(toRawArg(params), streamOptions);
+        return await this.#nativeEngine().createStream(toRawArg(params), toRawArg(streamOptions));
       } catch (err) {
         throw fromNative(err, 'GenerationError');
       }
     };
-    return streamChunks(open, opts, this.#streamObserver());
+    return streamChunks(open, opts, this.#streamObserver(params));
   }
 
-  #streamObserver() {
+  /**
+   * Telemetry per stream (§9.3). `onTokenGenerated` gets GenerationStats so far (times in
+   * seconds since the generator was created), with the requested model id.
+   */
+  #streamObserver(params) {
     if (!this.#telemetry) return {};
-    let modelId;
+    const modelId = requestedModelId(params);
+    const started = Date.now();
+    let first;
     return {
       onToken: (chunk, count) => {
-        this.#hook('onTokenGenerated', chunk.token, { tokensGenerated: count, modelId });
+        const now = Date.now();
+        if (first === undefined) first = now;
+        const totalTime = Math.max((now - started) / 1000, 0.0001);
+        const decode = (now - first) / 1000;
+        this.#hook('onTokenGenerated', chunk.token, {
+          tokensGenerated: count,
+          tokensPerSecond: decode > 0 ? (count - 1) / decode : 0,
+          timeToFirstToken: (first - started) / 1000,
+          totalTime,
+          modelId,
+        });
       },
-      onMetadata: (stats) => {
-        modelId = stats.modelId;
-        this.#hook('onGenerationCompleted', stats);
-      },
+      onMetadata: (stats) => this.#hook('onGenerationCompleted', stats),
       onErrorChunk: (error) => this.#hook('onError', error),
     };
   }
@@ -357,7 +392,8 @@ class Engine extends EventEmitter {
   async tokenize(request) {
     try {
       await this.#ensureStarted();
-      return await this.#nativeEngine().tokenize(toRawArg(request));
+      this.#nativeEngine();
+      return await this.#batches.tokenize.push(toRawArg(request));
     } catch (err) {
       const e = fromNative(err, 'TokenizerError');
       // §9.2: only runtime-side tokenizer failures are announced, not validation/unknown model.
@@ -438,6 +474,26 @@ class Engine extends EventEmitter {
   async getArtifactCacheHealth() {
     return { ...CACHE_HEALTH_EMPTY, corruptedEntries: [] };
   }
+}
+
+/** The model id a generator request names (§5.1: `model` wins over `model_id`). */
+function requestedModelId(params) {
+  if (!params || typeof params !== 'object') return undefined;
+  const id = params.model !== undefined ? params.model : params.model_id;
+  return typeof id === 'string' ? id : undefined;
+}
+
+/** `batch_tokenize` / `batch_check_draft`: coalesce same-tick calls when the addon has them. */
+function batchesOf(ne) {
+  const has = (name) => typeof ne[name] === 'function';
+  return {
+    tokenize: new Coalescer((raw) => ne.tokenize(raw),
+      has('tokenizeBatch') ? (raws) => ne.tokenizeBatch(raws) : null),
+    checkDraft: new Coalescer(
+      (pair) => ne.checkDraftCompatibility(pair.primaryId, pair.draftId),
+      has('checkDraftCompatibilityBatch') ? (pairs) => ne.checkDraftCompatibilityBatch(pairs) : null,
+    ),
+  };
 }
 
 module.exports = { Engine, kStart, ALIASES };
