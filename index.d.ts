@@ -33,13 +33,15 @@ export declare class EngineClientError extends Error {
 export declare class TimeoutError extends EngineClientError {
   readonly method: string;
   readonly timeout: number;
-  readonly requestId?: string | number;
+  readonly requestId?: string;
   readonly duration?: number;
-  constructor(method: string, timeout: number, requestId?: string | number, duration?: number);
+  constructor(method: string, timeout: number, requestId?: string, duration?: number);
+  /** The original's form (`api/errors.ts`). */
+  constructor(message: string, details: { method: string; timeout: number; requestId?: string; duration?: number });
 }
 
 export declare function createTimeoutError(
-  method: string, timeout: number, requestId?: string | number, duration?: number,
+  method: string, timeout: number, requestId?: string, duration?: number,
 ): TimeoutError;
 
 // ---------------------------------------------------------------------------------------------

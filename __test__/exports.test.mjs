@@ -173,6 +173,16 @@ describe('TimeoutError (§2.2, §12.2)', () => {
     });
   });
 
+  it('uses the original wording and also accepts the original constructor form', () => {
+    expect(cjs.createTimeoutError('generate', 5000, 'req-7').message)
+      .toBe('Request timed out after 5000ms: generate (id: req-7)');
+    expect(cjs.createTimeoutError('tokenize', 10).message).toBe('Request timed out after 10ms: tokenize');
+    const e = new cjs.TimeoutError('custom text', { method: 'loadModel', timeout: 30, duration: 31 });
+    expect(e.message).toBe('custom text');
+    expect(e).toMatchObject({ code: 'Timeout', method: 'loadModel', timeout: 30, duration: 31 });
+    expect(e.toObject().details).toEqual({ method: 'loadModel', timeout: 30, duration: 31 });
+  });
+
   it('omits optional fields that were not given', () => {
     const e = new cjs.TimeoutError('tokenize', 100);
     expect(e.toObject().details).toEqual({ method: 'tokenize', timeout: 100 });

@@ -10,9 +10,8 @@ const { EngineClientError, fromNative } = require('./errors');
 const { streamChunks } = require('./stream');
 const { toRawArg } = require('./raw');
 const { notSupported, visionGenerator } = require('./unsupported');
-const { Coalescer } = require('./batching');
 const {
-  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, unhealthy,
+  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf,
 } = require('./engine-support');
 
 /** Module-internal entry used by createEngine(): starts the runtime without another call. */
@@ -474,26 +473,6 @@ class Engine extends EventEmitter {
   async getArtifactCacheHealth() {
     return { ...CACHE_HEALTH_EMPTY, corruptedEntries: [] };
   }
-}
-
-/** The model id a generator request names (§5.1: `model` wins over `model_id`). */
-function requestedModelId(params) {
-  if (!params || typeof params !== 'object') return undefined;
-  const id = params.model !== undefined ? params.model : params.model_id;
-  return typeof id === 'string' ? id : undefined;
-}
-
-/** `batch_tokenize` / `batch_check_draft`: coalesce same-tick calls when the addon has them. */
-function batchesOf(ne) {
-  const has = (name) => typeof ne[name] === 'function';
-  return {
-    tokenize: new Coalescer((raw) => ne.tokenize(raw),
-      has('tokenizeBatch') ? (raws) => ne.tokenizeBatch(raws) : null),
-    checkDraft: new Coalescer(
-      (pair) => ne.checkDraftCompatibility(pair.primaryId, pair.draftId),
-      has('checkDraftCompatibilityBatch') ? (pairs) => ne.checkDraftCompatibilityBatch(pairs) : null,
-    ),
-  };
 }
 
 module.exports = { Engine, kStart, ALIASES };

@@ -186,6 +186,8 @@ function handleError(err: unknown): string {
 }
 const timeout: TimeoutError = createTimeoutError('generate', 1000, 'req-1', 5);
 const invalid = new EngineClientError('InvalidParams', 'bad', { field: 'maxTokens' });
+const originalForm = new TimeoutError('Request timed out', { method: 'generate', timeout: 10, requestId: 'r' });
+const rid: string | undefined = originalForm.requestId;
 
 // ---- factories, helpers, module helpers ---------------------------------------------------------
 async function helpers(): Promise<void> {
@@ -284,7 +286,7 @@ declare const stored: CacheStoreResult;
 
 export {
   engineCalls, helpers, vision, handleError, narrow, narrowParams, narrowTok, names, count, timeout,
-  invalid, v, v2, v3, cleanId, fmt, clamped, temp, topP, collected, tps, bridgeHooks, metrics,
+  invalid, originalForm, rid, v, v2, v3, cleanId, fmt, clamped, temp, topP, collected, tps, bridgeHooks, metrics,
   manager, prio, prioNum, runtimeConfig, family, embedding, capabilities, entry, entryMeta, index,
   cacheStats, lookup, stored,
 };
