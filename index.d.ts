@@ -13,8 +13,9 @@ export type EngineErrorCode =
   | 'GuidanceError' | 'ModelNotLoaded' | 'RuntimeError' | 'TransportError' | 'Timeout'
   | 'Cancelled' | 'UnknownError';
 
+/** Plain error object (chunks, events, `toObject()`); `code` optional as in the original. */
 export interface EngineError {
-  code: EngineErrorCode;
+  code?: string;
   message: string;
   details?: Record<string, unknown>;
 }
@@ -26,19 +27,21 @@ export declare class EngineClientError extends Error {
   /** Additive: whether retrying the same call can succeed (set on errors from the engine). */
   readonly retryable?: boolean;
   constructor(code: EngineErrorCode, message: string, details?: Record<string, unknown>);
-  toObject(): EngineError;
+  toObject(): EngineError & { code: EngineErrorCode };
 }
 
 export declare class TimeoutError extends EngineClientError {
   readonly method: string;
   readonly timeout: number;
-  readonly requestId?: string | number;
+  readonly requestId?: string;
   readonly duration?: number;
-  constructor(method: string, timeout: number, requestId?: string | number, duration?: number);
+  constructor(method: string, timeout: number, requestId?: string, duration?: number);
+  /** The original's form (`api/errors.ts`). */
+  constructor(message: string, details: { method: string; timeout: number; requestId?: string; duration?: number });
 }
 
 export declare function createTimeoutError(
-  method: string, timeout: number, requestId?: string | number, duration?: number,
+  method: string, timeout: number, requestId?: string, duration?: number,
 ): TimeoutError;
 
 // ---------------------------------------------------------------------------------------------
@@ -64,7 +67,8 @@ export interface ModelDescriptor {
   family: 'mlx-lm' | 'mlx-vlm';
 }
 
-export type ModelIdentifier = string | ModelDescriptor;
+/** A model id (as in the original: a plain string). */
+export type ModelIdentifier = string;
 
 /** Progress reported while loading (additive, §15). */
 export interface ModelLoadProgress {
@@ -75,11 +79,11 @@ export interface ModelLoadProgress {
 }
 
 export interface LoadModelOptions {
-  model: ModelIdentifier;
+  model: string | ModelDescriptor;
   draft?: boolean;
   revision?: string;
   quantization?: QuantizationMode;
-  parameters?: Record<string, unknown>;
+  parameters?: Partial<GeneratorParams>;
   trustRemoteCode?: boolean;
   localPath?: string;
   onProgress?: (progress: ModelLoadProgress) => void;
@@ -87,7 +91,7 @@ export interface LoadModelOptions {
 }
 
 export interface SnakeCaseLoadModelOptions {
-  model?: ModelIdentifier;
+  model?: string | ModelDescriptor;
   model_id?: string;
   local_path?: string;
   draft?: boolean;
@@ -127,7 +131,8 @@ export interface CompatibilityReport {
 
 export interface PromptTemplate {
   template: string;
-  variables: Record<string, string | number | boolean>;
+  /** Numbers and booleans are also accepted at run time (stringified, §7.5). */
+  variables: Record<string, string>;
 }
 
 /** Chat prompt rendered with the model's own chat template (additive, §15). */
@@ -204,7 +209,8 @@ export interface GenerationStats {
   tokensGenerated: number;
   tokensPerSecond: number;
   timeToFirstToken: number;
-  totalTime: number;
+  /** Always set by this engine; optional in the original type. */
+  totalTime?: number;
   modelId?: string;
   draftTokensAccepted?: number;
   draftTokensProposed?: number;
@@ -222,7 +228,7 @@ export type GeneratorChunk =
     cumulativeText?: string;
   }
   | { type: 'metadata'; stats: GenerationStats }
-  | { type: 'error'; error: { code?: string; message: string; details?: Record<string, unknown> } };
+  | { type: 'error'; error: EngineError };
 
 // ---------------------------------------------------------------------------------------------
 // Tokenization (§5.3, §8.2)
@@ -483,7 +489,7 @@ export type EngineEventHandler<E extends EngineEventName> = EngineEvents[E];
 
 export interface TelemetryHooks {
   onModelLoaded?: (model: ModelHandle) => void;
-  onTokenGenerated?: (token: string, stats: Partial<GenerationStats>) => void;
+  onTokenGenerated?: (token: string, stats: GenerationStats) => void;
   onGenerationCompleted?: (stats: GenerationStats) => void;
   onError?: (error: EngineError) => void;
 }
@@ -513,12 +519,12 @@ export interface RuntimeConfig {
 // Engine (§3, §4)
 // ---------------------------------------------------------------------------------------------
 
-/** The 35 members of the original contract-test key snapshot. */
-export interface EnginePublicAPI {
+/** The 35 members of the original contract-test key snapshot (plus the event emitter). */
+export interface EnginePublicAPI extends EventEmitter<EngineEvents> {
   loadModel(options: LoadModelOptions | string): Promise<ModelHandle>;
-  load_model(options: LoadModelOptions | SnakeCaseLoadModelOptions | string): Promise<ModelHandle>;
+  load_model(options: LoadModelOptions | SnakeCaseLoadModelOptions | Record<string, unknown> | string): Promise<ModelHandle>;
   loadDraftModel(options: LoadModelOptions | string): Promise<ModelHandle>;
-  load_draft_model(options: LoadModelOptions | SnakeCaseLoadModelOptions | string): Promise<ModelHandle>;
+  load_draft_model(options: LoadModelOptions | SnakeCaseLoadModelOptions | Record<string, unknown> | string): Promise<ModelHandle>;
   unloadModel(id: string): Promise<void>;
   unload_model(id: string): Promise<void>;
   unloadDraftModel(id?: string): Promise<void>;
@@ -530,7 +536,7 @@ export interface EnginePublicAPI {
     options?: CreateGeneratorOptions,
   ): AsyncGenerator<GeneratorChunk, void>;
   create_generator(
-    params: GeneratorParams | SnakeCaseGeneratorParams,
+    params: GeneratorParams | SnakeCaseGeneratorParams | Record<string, unknown>,
     options?: CreateGeneratorOptions,
   ): AsyncGenerator<GeneratorChunk, void>;
   generate(params: GeneratorParams | SnakeCaseGeneratorParams, options?: CreateGeneratorOptions): Promise<string>;
@@ -549,7 +555,7 @@ export interface EnginePublicAPI {
   resetBatchStats(): void;
   flushBatches(): Promise<void>;
   warmupModel(options: LoadModelOptions | string): Promise<void>;
-  warmup_model(options: LoadModelOptions | SnakeCaseLoadModelOptions | string): Promise<void>;
+  warmup_model(options: LoadModelOptions | SnakeCaseLoadModelOptions | Record<string, unknown> | string): Promise<void>;
   getCacheStats(): Promise<ModelCacheStats>;
   get_cache_stats(): Promise<ModelCacheStats>;
   loadVisionModel(options: LoadVisionModelOptions): Promise<VisionModelHandle>;

@@ -102,7 +102,7 @@ describe('Engine instance shape (snapshot of EnginePublicAPI)', () => {
 
   it('index.d.ts declares EnginePublicAPI with exactly the 35 names', () => {
     const dts = readFileSync(path.join(ROOT, 'index.d.ts'), 'utf8');
-    const body = dts.slice(dts.indexOf('export interface EnginePublicAPI {'));
+    const body = dts.slice(dts.indexOf('export interface EnginePublicAPI extends EventEmitter<EngineEvents> {'));
     const block = body.slice(0, body.indexOf('\n}\n'));
     const names = [...block.matchAll(/^ {2}(\w+)\(/gm)].map((m) => m[1]);
     expect(names.sort()).toEqual([...SNAPSHOT].sort());
@@ -171,6 +171,16 @@ describe('TimeoutError (§2.2, §12.2)', () => {
     expect(e.toObject().details).toEqual({
       method: 'generate', timeout: 5000, requestId: 'req-7', duration: 5012,
     });
+  });
+
+  it('uses the original wording and also accepts the original constructor form', () => {
+    expect(cjs.createTimeoutError('generate', 5000, 'req-7').message)
+      .toBe('Request timed out after 5000ms: generate (id: req-7)');
+    expect(cjs.createTimeoutError('tokenize', 10).message).toBe('Request timed out after 10ms: tokenize');
+    const e = new cjs.TimeoutError('custom text', { method: 'loadModel', timeout: 30, duration: 31 });
+    expect(e.message).toBe('custom text');
+    expect(e).toMatchObject({ code: 'Timeout', method: 'loadModel', timeout: 30, duration: 31 });
+    expect(e.toObject().details).toEqual({ method: 'loadModel', timeout: 30, duration: 31 });
   });
 
   it('omits optional fields that were not given', () => {

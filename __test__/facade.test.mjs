@@ -219,3 +219,32 @@ describe('lifecycle bookkeeping', () => {
     expect(calls).toEqual([]);
   });
 });
+
+describe('request coalescing (batch_tokenize)', () => {
+  it('same-tick tokenize calls travel as one native batch; each settles on its own', async () => {
+    const { engine, calls } = fakeEngine({ batch: true });
+    await engine.getRuntimeInfo(); // started
+    const results = await Promise.allSettled([
+      engine.tokenize({ model: 'm', text: 'a' }),
+      engine.tokenize({ model: 'm', text: 'bad' }),
+      engine.tokenize({ model: 'm', text: 'ccc' }),
+    ]);
+    expect(calls.filter((c) => c[0] === 'tokenizeBatch')).toEqual([['tokenizeBatch', [
+      { model: 'm', text: 'a' }, { model: 'm', text: 'bad' }, { model: 'm', text: 'ccc' },
+    ]]]);
+    expect(calls.filter((c) => c[0] === 'tokenize')).toEqual([]);
+    expect(results[0].value.tokens).toEqual([1]);
+    expect(results[2].value.tokens).toEqual([3]);
+    const err = results[1].reason;
+    expect(err).toBeInstanceOf(EngineClientError);
+    expect(err.code).toBe('InvalidParams');
+    expect(err.details).toEqual({ field: 'text' });
+  });
+
+  it('a lone call uses the single-request entry point', async () => {
+    const { engine, calls } = fakeEngine({ batch: true });
+    await engine.tokenize({ model: 'm', text: 'solo' });
+    expect(calls.filter((c) => c[0] === 'tokenize')).toHaveLength(1);
+    expect(calls.filter((c) => c[0] === 'tokenizeBatch')).toEqual([]);
+  });
+});

@@ -1,6 +1,8 @@
 'use strict';
-// Constant shapes and small pure helpers of the Engine facade (kept apart so engine.js reads as
+// Constant shapes and small helpers of the Engine facade (kept apart so engine.js reads as
 // the lifecycle/event logic only).
+
+const { Coalescer } = require('./batching');
 
 const CACHE_HEALTH_EMPTY = Object.freeze({
   healthy: true, sizeBytes: 0, entryCount: 0, hitRate: 0, nearLimit: false,
@@ -40,4 +42,26 @@ function unhealthy(runtimeStatus) {
   };
 }
 
-module.exports = { CACHE_HEALTH_EMPTY, ALIASES, progressModelId, unhealthy };
+/** The model id a generator request names (§5.1: `model` wins over `model_id`). */
+function requestedModelId(params) {
+  if (!params || typeof params !== 'object') return undefined;
+  const id = params.model !== undefined ? params.model : params.model_id;
+  return typeof id === 'string' ? id : undefined;
+}
+
+/** `batch_tokenize` / `batch_check_draft`: coalesce same-tick calls when the addon has them. */
+function batchesOf(ne) {
+  const has = (name) => typeof ne[name] === 'function';
+  return {
+    tokenize: new Coalescer((raw) => ne.tokenize(raw),
+      has('tokenizeBatch') ? (raws) => ne.tokenizeBatch(raws) : null),
+    checkDraft: new Coalescer(
+      (pair) => ne.checkDraftCompatibility(pair.primaryId, pair.draftId),
+      has('checkDraftCompatibilityBatch') ? (pairs) => ne.checkDraftCompatibilityBatch(pairs) : null,
+    ),
+  };
+}
+
+module.exports = {
+  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf,
+};

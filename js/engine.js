@@ -11,7 +11,7 @@ const { streamChunks } = require('./stream');
 const { toRawArg } = require('./raw');
 const { notSupported, visionGenerator } = require('./unsupported');
 const {
-  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, unhealthy,
+  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf,
 } = require('./engine-support');
 
 /** Module-internal entry used by createEngine(): starts the runtime without another call. */
@@ -30,6 +30,8 @@ class Engine extends EventEmitter {
   #telemetry;
   #logger;
   #nativeOptions; // the EngineOptions fields the native engine reads ({promptCache})
+  #batches = null; // {tokenize, checkDraft}: Coalescers over the native batch entry points
+  #shutdownEpoch = 0; // bumped when a shutdown begins: loads started before it must not resolve
 
   /**
    * @param {object} [options] EngineOptions; unknown keys ignored (Python-era keys included).
@@ -59,6 +61,7 @@ class Engine extends EventEmitter {
     if (!this.#native) {
       if (!this.#nativeModule) this.#nativeModule = loadNativeModule();
       this.#native = new this.#nativeModule.NativeEngine(this.#nativeOptions);
+      this.#batches = batchesOf(this.#native);
     }
     return this.#native;
   }
@@ -103,6 +106,7 @@ class Engine extends EventEmitter {
     const starting = this.#startPromise;
     const ne = this.#native;
     if (!ne || (!starting && !this.#safeIsRunning(ne))) return Promise.resolve();
+    this.#shutdownEpoch += 1;
     const p = (async () => {
       try {
         if (starting) await starting.catch(() => undefined);
@@ -177,14 +181,27 @@ class Engine extends EventEmitter {
 
   async #load(options, { fallback, context, announce, invalidAs }) {
     const onProgress = options && typeof options === 'object' ? options.onProgress : undefined;
-    const modelId = progressModelId(options);
+    let modelId = progressModelId(options);
     let handle;
     let before;
+    // §3: a shutdown that begins while this load is in flight drops every model, so the load
+    // must not resolve with a handle of a model that is gone (nor restart the engine).
+    const epoch = this.#shutdownEpoch;
+    const checkNoShutdown = () => {
+      if (epoch !== this.#shutdownEpoch) {
+        throw new EngineClientError('RuntimeError', 'Engine shutdown in progress');
+      }
+    };
     try {
       await this.#ensureStarted();
+      checkNoShutdown();
+      // Validate first (§6: nothing is announced for a request that cannot load).
+      const check = this.#nativeModule.checkLoadModelOptions;
+      if (typeof check === 'function') modelId = check(toRawArg(options));
       this.#progress(onProgress, { phase: 'load' }, modelId);
       before = this.#loadedIds();
       handle = await this.#nativeEngine().loadModel(toRawArg(options));
+      checkNoShutdown();
     } catch (err) {
       let e = fromNative(err, fallback);
       if (invalidAs && e.code === 'InvalidParams') {
@@ -271,19 +288,23 @@ class Engine extends EventEmitter {
     }
   }
 
+  /** §7.8 / §8.5, computed natively; concurrent calls share one engine round trip. */
   async isDraftModelCompatible(primaryId, draftId) {
     try {
       await this.#ensureStarted();
       const ne = this.#nativeEngine();
-      for (const id of [primaryId, draftId]) {
-        if (ne.getModelInfo(id) == null) {
-          throw new EngineClientError('ModelNotLoaded', `Model not loaded: ${id}`);
-        }
-      }
       if (typeof ne.checkDraftCompatibility !== 'function') {
+        // An addon built without the native check (facade tests' fake): fail loudly.
+        for (const id of [primaryId, draftId]) {
+          if (ne.getModelInfo(id) == null) {
+            throw new EngineClientError('ModelNotLoaded', `Model not loaded: ${id}`);
+          }
+        }
         throw notSupported('RuntimeError', 'isDraftModelCompatible');
       }
-      return await ne.checkDraftCompatibility(primaryId, draftId);
+      return await this.#batches.checkDraft.push({
+        primaryId: toRawArg(primaryId), draftId: toRawArg(draftId),
+      });
     } catch (err) {
       throw this.#fail(err, 'RuntimeError', 'isDraftModelCompatible');
     }
@@ -317,25 +338,38 @@ class Engine extends EventEmitter {
       if (opts.streamId !== undefined) streamOptions.streamId = opts.streamId;
       if (opts.timeoutMs !== undefined) streamOptions.timeoutMs = opts.timeoutMs;
       try {
-        return await this.#nativeEngine().createStream(toRawArg(params), streamOptions);
+        return await this.#nativeEngine().createStream(toRawArg(params), toRawArg(streamOptions));
       } catch (err) {
         throw fromNative(err, 'GenerationError');
       }
     };
-    return streamChunks(open, opts, this.#streamObserver());
+    return streamChunks(open, opts, this.#streamObserver(params));
   }
 
-  #streamObserver() {
+  /**
+   * Telemetry per stream (§9.3). `onTokenGenerated` gets GenerationStats so far (times in
+   * seconds since the generator was created), with the requested model id.
+   */
+  #streamObserver(params) {
     if (!this.#telemetry) return {};
-    let modelId;
+    const modelId = requestedModelId(params);
+    const started = Date.now();
+    let first;
     return {
       onToken: (chunk, count) => {
-        this.#hook('onTokenGenerated', chunk.token, { tokensGenerated: count, modelId });
+        const now = Date.now();
+        if (first === undefined) first = now;
+        const totalTime = Math.max((now - started) / 1000, 0.0001);
+        const decode = (now - first) / 1000;
+        this.#hook('onTokenGenerated', chunk.token, {
+          tokensGenerated: count,
+          tokensPerSecond: decode > 0 ? (count - 1) / decode : 0,
+          timeToFirstToken: (first - started) / 1000,
+          totalTime,
+          modelId,
+        });
       },
-      onMetadata: (stats) => {
-        modelId = stats.modelId;
-        this.#hook('onGenerationCompleted', stats);
-      },
+      onMetadata: (stats) => this.#hook('onGenerationCompleted', stats),
       onErrorChunk: (error) => this.#hook('onError', error),
     };
   }
@@ -359,7 +393,8 @@ class Engine extends EventEmitter {
   async tokenize(request) {
     try {
       await this.#ensureStarted();
-      return await this.#nativeEngine().tokenize(toRawArg(request));
+      this.#nativeEngine();
+      return await this.#batches.tokenize.push(toRawArg(request));
     } catch (err) {
       const e = fromNative(err, 'TokenizerError');
       // §9.2: only runtime-side tokenizer failures are announced, not validation/unknown model.

@@ -36,21 +36,31 @@ class EngineClientError extends Error {
   }
 }
 
-/** Request timeout error (§2.2, §12.2); kept for callers that import it. */
+/**
+ * Request timeout error (§2.2, §12.2). Both constructor forms work: ours
+ * `(method, timeout, requestId?, duration?)` and the original's
+ * `(message, {method, timeout, requestId?, duration?})`.
+ */
 class TimeoutError extends EngineClientError {
-  constructor(method, timeout, requestId, duration) {
-    const details = { method, timeout };
-    if (requestId !== undefined) details.requestId = requestId;
-    if (duration !== undefined) details.duration = duration;
-    const suffix = requestId !== undefined ? ` (request ${requestId})` : '';
-    super('Timeout', `Request timed out after ${timeout}ms: ${method}${suffix}`, details);
+  constructor(methodOrMessage, timeoutOrDetails, requestId, duration) {
+    const original = timeoutOrDetails !== null && typeof timeoutOrDetails === 'object';
+    const given = original ? timeoutOrDetails
+      : { method: methodOrMessage, timeout: timeoutOrDetails, requestId, duration };
+    const details = { method: given.method, timeout: given.timeout };
+    if (given.requestId !== undefined) details.requestId = given.requestId;
+    if (given.duration !== undefined) details.duration = given.duration;
+    // The original's wording (monitors match on "timed out").
+    const suffix = given.requestId ? ` (id: ${given.requestId})` : '';
+    const message = original ? String(methodOrMessage)
+      : `Request timed out after ${given.timeout}ms: ${given.method}${suffix}`;
+    super('Timeout', message, details);
     Object.defineProperty(this, 'name', {
       value: 'TimeoutError', enumerable: false, writable: true, configurable: true,
     });
-    this.method = method;
-    this.timeout = timeout;
-    if (requestId !== undefined) this.requestId = requestId;
-    if (duration !== undefined) this.duration = duration;
+    this.method = details.method;
+    this.timeout = details.timeout;
+    if (details.requestId !== undefined) this.requestId = details.requestId;
+    if (details.duration !== undefined) this.duration = details.duration;
   }
 }
 

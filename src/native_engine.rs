@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use mlx_serving_core::services::draft_compat::model_id_arg;
 use mlx_serving_core::services::runtime_info::runtime_info;
-use mlx_serving_core::{Engine, EngineConfig};
+use mlx_serving_core::{Engine, EngineConfig, EngineError, EngineResult};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde_json::{json, Value};
@@ -118,6 +119,41 @@ impl NativeEngine {
         Ok(NativeStream::new(handle))
     }
 
+    /// Spec §7.8 / §8.5 CompatibilityReport; ModelNotLoaded when either id is not loaded.
+    #[napi]
+    pub async fn check_draft_compatibility(&self, primary_id: Value, draft_id: Value) -> Result<Value> {
+        self.engine.check_draft(&primary_id, &draft_id).await.map_err(to_napi)
+    }
+
+    /// `batch_check_draft`: `[{primaryId, draftId}]` → `[{success, result?, error?}]` in order,
+    /// one engine round trip; a bad or unknown pair fails alone.
+    #[napi]
+    pub async fn check_draft_compatibility_batch(&self, pairs: Value) -> Result<Vec<Value>> {
+        let items = batch_items(&pairs, "pairs").map_err(to_napi)?;
+        let parsed: Vec<EngineResult<(String, String)>> = items.iter().map(draft_pair).collect();
+        let valid: Vec<(String, String)> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+        let mut reports = self.engine.check_drafts(valid).await.map_err(to_napi)?.into_iter();
+        Ok(parsed
+            .into_iter()
+            .map(|p| match p {
+                Ok(_) => batch_entry(reports.next().unwrap_or_else(|| Err(EngineError::runtime("missing draft check result")))),
+                Err(e) => batch_entry(Err(e)),
+            })
+            .collect())
+    }
+
+    /// `batch_tokenize`: raw TokenizeRequests → `[{success, result?: {tokens, tokenStrings},
+    /// error?}]` in order, one engine round trip; each request is validated on its own.
+    #[napi]
+    pub async fn tokenize_batch(&self, requests: Value) -> Result<Vec<Value>> {
+        let items = batch_items(&requests, "requests").map_err(to_napi)?;
+        let replies = self.engine.tokenize_batch(&items).await.map_err(to_napi)?;
+        Ok(replies
+            .into_iter()
+            .map(|r| batch_entry(r.map(|t| json!({"tokens": t.tokens, "tokenStrings": t.token_strings}))))
+            .collect())
+    }
+
     #[napi]
     pub async fn runtime_info(&self) -> Result<Value> {
         self.engine.start().map_err(to_napi)?;
@@ -128,4 +164,27 @@ impl NativeEngine {
 #[napi]
 pub fn package_version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
+}
+
+fn batch_items(raw: &Value, field: &str) -> EngineResult<Vec<Value>> {
+    raw.as_array().cloned().ok_or_else(|| {
+        EngineError::invalid_params(format!("Validation error on field '{field}': Expected array")).with_detail("field", field)
+    })
+}
+
+/// `{primaryId, draftId}` (snake_case `primary_id` / `draft_id` accepted).
+fn draft_pair(item: &Value) -> EngineResult<(String, String)> {
+    let get = |camel: &str, snake: &str| item.get(camel).or_else(|| item.get(snake)).cloned().unwrap_or(Value::Null);
+    let primary = model_id_arg(&get("primaryId", "primary_id"), "primaryId")?;
+    let draft = model_id_arg(&get("draftId", "draft_id"), "draftId")?;
+    Ok((primary, draft))
+}
+
+/// One entry of a batched reply; `error` is the `{code, message, details?, retryable}` payload
+/// native rejections carry (docs/NATIVE_API.md "Errors").
+fn batch_entry(r: EngineResult<Value>) -> Value {
+    match r {
+        Ok(result) => json!({"success": true, "result": result}),
+        Err(e) => json!({"success": false, "error": e.to_json()}),
+    }
 }

@@ -36,3 +36,11 @@ pub fn sanitize_model_id(id: String) -> Result<String> {
 pub fn is_valid_model_id_format(id: String) -> bool {
     params::is_valid_model_id_format(&id)
 }
+
+/// The engine's own LoadModelOptions normalization + validation (spec §5.2, §6.2) without
+/// loading anything: throws the InvalidParams `loadModel` would throw, else returns the model
+/// id. The facade runs it before announcing a load (`onProgress` / `model:progress`).
+#[napi]
+pub fn check_load_model_options(raw: Value) -> Result<String> {
+    params::normalize_load_options(&raw).map(|o| o.id).map_err(to_napi)
+}

@@ -104,6 +104,15 @@ export function makeFakeNative(script = {}) {
 
     cacheStats() { return { loadedModels: 0, maxModels: 5, cacheEnabled: true, models: [] }; }
   }
+  if (script.batch) {
+    // The batch entry point of docs/NATIVE_API.md: one entry per request, in order.
+    NativeEngine.prototype.tokenizeBatch = async function tokenizeBatch(raws) {
+      calls.push(['tokenizeBatch', raws]);
+      return raws.map((r) => (r.text === 'bad'
+        ? { success: false, error: { code: 'InvalidParams', message: 'bad text', details: { field: 'text' }, retryable: false } }
+        : { success: true, result: { tokens: [r.text.length], tokenStrings: ['x'] } }));
+    };
+  }
   return { native: { NativeEngine }, calls, streams };
 }
 

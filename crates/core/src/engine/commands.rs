@@ -39,4 +39,23 @@ pub enum Command {
     Tokenize { req: TokenizeRequest, reply: oneshot::Sender<EngineResult<TokenizeReply>> },
     Start { start: Box<StartStream>, reply: oneshot::Sender<EngineResult<()>> },
     Shutdown { reply: oneshot::Sender<()> },
+    CheckDraft(CheckDraft),
+    TokenizeBatch(TokenizeBatch),
+}
+
+/// One entry of a batched reply: each request succeeds or fails on its own (error isolation,
+/// as the original `batch_tokenize` / `batch_check_draft` runtime methods did).
+pub type BatchReply<T> = Vec<EngineResult<T>>;
+
+/// Spec §7.8 draft compatibility for several (primary, draft) pairs in one engine round trip.
+pub struct CheckDraft {
+    pub pairs: Vec<(String, String)>,
+    pub reply: oneshot::Sender<EngineResult<BatchReply<Value>>>,
+}
+
+/// Several tokenize requests in one engine round trip; requests that failed validation on the
+/// caller's thread travel as their error and come back unchanged in their place.
+pub struct TokenizeBatch {
+    pub reqs: Vec<EngineResult<TokenizeRequest>>,
+    pub reply: oneshot::Sender<EngineResult<BatchReply<TokenizeReply>>>,
 }

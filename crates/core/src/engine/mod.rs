@@ -15,7 +15,8 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
-use commands::{Command, LoadReply, StartStream, TokenizeReply};
+use commands::{BatchReply, CheckDraft, Command, LoadReply, StartStream, TokenizeBatch, TokenizeReply};
+use crate::services::draft_compat::model_id_arg;
 use crate::error::{EngineError, EngineResult};
 use crate::generation::stream::{CANCEL_ABORT, CANCEL_RETURN};
 use crate::generation::prefix_cache::{PrefixCache, SharedPromptCacheStats, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
@@ -207,6 +208,26 @@ impl Engine {
         self.active.fetch_add(1, Ordering::AcqRel);
         let slot = Arc::new(ActiveSlot { counter: self.active.clone(), released: Default::default() });
         Ok(StreamHandle { id, rx, control: StreamControl { cancel, slot } })
+    }
+
+    /// Spec §7.8: the CompatibilityReport of two loaded models (ModelNotLoaded for either id
+    /// not loaded); a compatible pair is remembered as primary → draft.
+    pub async fn check_draft(&self, primary: &Value, draft: &Value) -> EngineResult<Value> {
+        let pair = (model_id_arg(primary, "primaryId")?, model_id_arg(draft, "draftId")?);
+        let mut replies = self.check_drafts(vec![pair]).await?;
+        replies.pop().unwrap_or_else(|| Err(EngineError::runtime("draft check returned no result")))
+    }
+
+    /// `batch_check_draft`: several pairs in one engine round trip, each result on its own.
+    pub async fn check_drafts(&self, pairs: Vec<(String, String)>) -> EngineResult<BatchReply<Value>> {
+        self.request(|reply| Command::CheckDraft(CheckDraft { pairs, reply })).await
+    }
+
+    /// `batch_tokenize`: several raw tokenize requests in one engine round trip; each is
+    /// validated on its own and fails (InvalidParams / ModelNotLoaded / …) on its own.
+    pub async fn tokenize_batch(&self, raws: &[Value]) -> EngineResult<BatchReply<TokenizeReply>> {
+        let reqs = raws.iter().map(normalize_tokenize_request).collect();
+        self.request(|reply| Command::TokenizeBatch(TokenizeBatch { reqs, reply })).await
     }
 
     async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<EngineResult<T>>) -> Command) -> EngineResult<T> {

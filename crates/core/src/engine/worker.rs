@@ -8,7 +8,9 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use super::commands::{Command, LoadReply, StartStream, TokenizeReply};
+use super::commands::{BatchReply, Command, LoadReply, StartStream, TokenizeReply};
+use crate::services::draft_compat::{compatibility_report, DraftFacts};
+use serde_json::Value;
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use super::scheduler::{self, SharedBatchStats};
 use crate::generation::prefix_cache::PrefixCache;
@@ -93,6 +95,12 @@ impl Worker {
                 let _ = reply.send(r);
             }
             Command::Shutdown { .. } => unreachable!("handled by run()"),
+            Command::CheckDraft(c) => {
+                let _ = c.reply.send(Ok(self.check_drafts(c.pairs)));
+            }
+            Command::TokenizeBatch(t) => {
+                let _ = t.reply.send(Ok(self.tokenize_batch(t.reqs)));
+            }
         }
     }
 
@@ -178,4 +186,26 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panic".into())
+}
+
+/// Batched requests (spec §7.8 draft compatibility, `batch_tokenize` / `batch_check_draft`):
+/// each entry runs under its own panic guard, so one failure never affects the others.
+impl Worker {
+    fn check_drafts(&mut self, pairs: Vec<(String, String)>) -> BatchReply<Value> {
+        pairs.into_iter().map(|(p, d)| guarded(|| self.check_draft(&p, &d), ErrorCode::RuntimeError)).collect()
+    }
+
+    fn check_draft(&mut self, primary: &str, draft: &str) -> EngineResult<Value> {
+        let loaded = |id: &str| self.registry.get(id).ok_or_else(|| EngineError::model_not_loaded(format!("Model not loaded: {id}")));
+        let (p, d) = (loaded(primary)?, loaded(draft)?);
+        let report = compatibility_report(&DraftFacts::of(&p), &DraftFacts::of(&d));
+        if report["compatible"] == true {
+            self.registry.draft_pairs.pair(primary, draft);
+        }
+        Ok(report)
+    }
+
+    fn tokenize_batch(&mut self, reqs: Vec<EngineResult<TokenizeRequest>>) -> BatchReply<TokenizeReply> {
+        reqs.into_iter().map(|r| r.and_then(|req| guarded(|| self.tokenize(req), ErrorCode::TokenizerError))).collect()
+    }
 }

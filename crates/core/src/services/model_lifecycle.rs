@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::error::{EngineError, EngineResult};
 use crate::models::{load_language_model, LlamaModel};
 use crate::params::{LoadModelOptions, ModelDefaults};
+use crate::services::draft_compat::DraftPairs;
 use crate::text::TextTokenizer;
 
 /// Spec §8.9: at most this many models; loading one more evicts the least recently used.
@@ -74,6 +75,8 @@ impl ModelSnapshot {
 pub struct ModelRegistry {
     models: Vec<Rc<LoadedModel>>,
     snapshot: ModelSnapshot,
+    /// Compatible primary → draft pairings found by `isDraftModelCompatible` (spec §7.8).
+    pub draft_pairs: DraftPairs,
 }
 
 pub enum LoadOutcome {
@@ -84,7 +87,7 @@ pub enum LoadOutcome {
 
 impl ModelRegistry {
     pub fn new(snapshot: ModelSnapshot) -> Self {
-        ModelRegistry { models: Vec::new(), snapshot }
+        ModelRegistry { models: Vec::new(), snapshot, draft_pairs: DraftPairs::default() }
     }
 
     pub fn get(&self, id: &str) -> Option<Rc<LoadedModel>> {
@@ -109,10 +112,12 @@ impl ModelRegistry {
         let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts };
         // Different options for the same id replace it.
         self.models.retain(|m| m.id != loaded.id);
+        self.draft_pairs.forget(&loaded.id);
         let mut evicted = Vec::new();
         while self.models.len() >= MAX_LOADED_MODELS {
             let lru = self.least_recently_used();
             self.models.retain(|m| m.id != lru);
+            self.draft_pairs.forget(&lru);
             evicted.push(lru);
         }
         self.models.push(Rc::new(loaded));
@@ -123,12 +128,14 @@ impl ModelRegistry {
     pub fn unload(&mut self, id: &str) -> bool {
         let before = self.models.len();
         self.models.retain(|m| m.id != id);
+        self.draft_pairs.forget(id);
         self.publish();
         before != self.models.len()
     }
 
     pub fn clear(&mut self) {
         self.models.clear();
+        self.draft_pairs.clear();
         self.snapshot.clear();
     }
 
