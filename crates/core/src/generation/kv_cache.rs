@@ -73,3 +73,13 @@ impl KvCache {
         }
     }
 }
+
+impl KvCache {
+    /// Forgets the newest `n` positions (speculative decoding's rollback). The buffers keep
+    /// their contents; the next update overwrites them.
+    pub fn trim(&mut self, n: i32) -> i32 {
+        let n = n.clamp(0, self.offset);
+        self.offset -= n;
+        n
+    }
+}
