@@ -34,6 +34,7 @@ pub struct StreamRequest {
     pub stop_sequences: Vec<String>,
     pub stop_token_ids: Vec<u32>,
     pub deadline: Option<Instant>,
+    pub ignore_eos: bool,
 }
 
 pub struct GenerationStream {
@@ -212,7 +213,7 @@ impl GenerationStream {
 
     fn on_token(&mut self, token: u32, logprob: f32) -> EngineResult<Option<FinishReason>> {
         self.last_token = Some(token);
-        if self.model.tokenizer.eos_ids().contains(&token) {
+        if !self.req.ignore_eos && self.model.tokenizer.eos_ids().contains(&token) {
             return Ok(Some(FinishReason::Eos));
         }
         if self.req.stop_token_ids.contains(&token) {

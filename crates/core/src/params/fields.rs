@@ -164,6 +164,9 @@ pub(crate) const SEED: FieldRule = FieldRule::new(
     "Number must be less than or equal to 9007199254740991",
 );
 
+/// EXT: keep generating past EOS (benchmarks that need equal token counts across engines).
+pub(crate) const IGNORE_EOS: FieldRule =
+    FieldRule::new("ignoreEos", &["ignore_eos"], Kind::Bool, "a boolean");
 pub(crate) const STREAMING: FieldRule =
     FieldRule::new("streaming", &["stream"], Kind::Bool, "a boolean");
 

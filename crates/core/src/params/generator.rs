@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::defaults::parse_sampling;
 use super::fields::{
     take_model_id, DRAFT_MODEL, MODEL, MULTIMODAL, MULTIMODAL_IMAGES, MULTIMODAL_IMAGE_FORMAT,
-    NUM_DRAFT_TOKENS, PROMPT_TOKENS, STREAMING, STRUCTURED, STRUCTURED_FORMAT, STRUCTURED_SCHEMA,
+    IGNORE_EOS, NUM_DRAFT_TOKENS, PROMPT_TOKENS, STREAMING, STRUCTURED, STRUCTURED_FORMAT, STRUCTURED_SCHEMA,
 };
 use super::prompt::{parse_prompt, Prompt};
 use super::rules::{child, lookup, to_ids, to_string, to_u32, Issues, Stage};
@@ -35,6 +35,8 @@ pub struct GeneratorParams {
     pub seed: Option<u64>,
     /// Default true (§7.6).
     pub streaming: bool,
+    /// EXT `ignoreEos`: EOS does not end the stream (it is yielded like any token).
+    pub ignore_eos: bool,
     pub structured: Option<StructuredOutput>,
     pub draft_model: Option<String>,
     pub num_draft_tokens: Option<u32>,
@@ -92,6 +94,7 @@ pub(crate) fn parse_generator(
     let streaming = STREAMING
         .take(obj, &[], stage, issues)
         .and_then(Value::as_bool);
+    let ignore_eos = IGNORE_EOS.take(obj, &[], stage, issues).and_then(Value::as_bool).unwrap_or(false);
     let structured = parse_structured(obj, stage, issues);
     check_multimodal(obj, stage, issues);
     let draft_model = DRAFT_MODEL.take(obj, &[], stage, issues).map(to_string);
@@ -115,6 +118,7 @@ pub(crate) fn parse_generator(
         stop_token_ids: sampling.stop_token_ids.unwrap_or_default(),
         seed: sampling.seed,
         streaming: streaming.unwrap_or(true),
+        ignore_eos,
         structured,
         draft_model,
         num_draft_tokens,

@@ -36,6 +36,7 @@ pub fn prepare_stream(mut params: GeneratorParams, model: &LoadedModel, id: Stri
         stop_sequences: params.stop_sequences,
         stop_token_ids: params.stop_token_ids,
         deadline: timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
+        ignore_eos: params.ignore_eos,
     })
 }
 

@@ -1,0 +1,70 @@
+"""The mlx-lm side of bench/run.mjs: the same measurements as crates/core/examples/bench_engine.rs,
+with mlx-lm's own generation loop (generate_step) for one stream and its continuous-batching
+BatchGenerator for N streams. Greedy, EOS ignored. Prints one JSON object.
+
+usage: python mlx_lm_bench.py <model_dir> <prompts.json> <gen_tokens> <concurrency,...>
+"""
+import json
+import resource
+import sys
+import time
+
+import mlx.core as mx
+from mlx_lm import load
+from mlx_lm.generate import BatchGenerator, generate_step
+
+
+def single(model, ids, gen):
+    start = time.perf_counter()
+    first = None
+    n = 0
+    for _tok, _lp in generate_step(mx.array(ids), model, max_tokens=gen):
+        n += 1
+        if first is None:
+            first = time.perf_counter() - start
+    total = time.perf_counter() - start
+    return first, total, n
+
+
+def batched(model, prompts, gen):
+    start = time.perf_counter()
+    g = BatchGenerator(model, max_tokens=gen, stop_tokens=None, completion_batch_size=max(32, len(prompts)),
+                       prefill_batch_size=max(8, len(prompts)))
+    g.insert(prompts, [gen] * len(prompts))
+    tokens = 0
+    while responses := g.next_generated():
+        tokens += len(responses)
+    wall = time.perf_counter() - start
+    g.close()
+    return tokens / wall
+
+
+def main():
+    model_dir, prompts_path, gen = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    concurrency = [int(x) for x in sys.argv[4].split(",")]
+    prompts = json.load(open(prompts_path))
+    t = time.perf_counter()
+    model, _tok = load(model_dir)
+    load_s = time.perf_counter() - t
+    single(model, prompts["chat"], 2)  # warm-up
+    ttft, total, n = single(model, prompts["long"], gen)
+    chat_ttft, _, _ = single(model, prompts["chat"], 1)
+    aggregate = {}
+    for c in concurrency:
+        ps = [prompts["batch"][i % len(prompts["batch"])] for i in range(c)]
+        aggregate[str(c)] = batched(model, ps, gen)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({
+        "engine": "mlx-lm",
+        "load_s": load_s,
+        "prefill_tps": len(prompts["long"]) / ttft,
+        "decode_tps": (n - 1) / (total - ttft),
+        "ttft_long_s": ttft,
+        "ttft_chat_s": chat_ttft,
+        "aggregate_tps": aggregate,
+        "peak_rss_bytes": rss,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+//! Throughput benchmark of the Rust engine core (no Node): single-stream prefill/decode/TTFT and
+//! aggregate tok/s with N concurrent streams (continuous batching), on token-id prompts shared
+//! with the mlx-lm side of `bench/run.mjs`. Greedy, EOS ignored, prompt cache off.
+//!
+//! usage: bench_engine <model_dir> <prompts.json> <gen_tokens> <concurrency,...>
+//! prompts.json: {"long": [ids], "chat": [ids], "batch": [[ids], ...]}
+//! Prints one JSON object on stdout.
+
+use std::time::Instant;
+
+use mlx_serving_core::generation::Chunk;
+use mlx_serving_core::{Engine, EngineConfig, StreamHandle};
+use serde_json::{json, Value};
+
+struct Timing {
+    ttft: f64,
+    total: f64,
+    tokens: usize,
+}
+
+async fn timed(mut s: StreamHandle, start: Instant) -> Timing {
+    let (mut first, mut tokens) = (None, 0usize);
+    loop {
+        let batch = s.next_batch().await;
+        if batch.is_empty() {
+            break;
+        }
+        for c in batch {
+            match c {
+                Chunk::Token { .. } => {
+                    tokens += 1;
+                    first.get_or_insert_with(|| start.elapsed().as_secs_f64());
+                }
+                Chunk::Error(e) => panic!("stream failed: {e}"),
+                Chunk::Metadata(_) => {}
+            }
+        }
+    }
+    let total = start.elapsed().as_secs_f64();
+    Timing { ttft: first.unwrap_or(total), total, tokens }
+}
+
+fn params(ids: &Value, max_tokens: u64) -> Value {
+    json!({"model": "bench", "prompt": {"tokens": ids}, "maxTokens": max_tokens, "temperature": 0, "ignoreEos": true})
+}
+
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) * 1024))
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (dir, prompts_path, gen) = (&args[1], &args[2], args[3].parse::<u64>().unwrap());
+    let concurrency: Vec<usize> = args[4].split(',').map(|n| n.parse().unwrap()).collect();
+    let prompts: Value = serde_json::from_str(&std::fs::read_to_string(prompts_path).unwrap()).unwrap();
+    let engine = Engine::with_config(EngineConfig { prompt_cache_max_entries: 0, ..Default::default() });
+    let t = Instant::now();
+    engine.load_model(&json!({"model": "bench", "localPath": dir})).await.expect("load");
+    let load_s = t.elapsed().as_secs_f64();
+    // warm-up (first-use allocations, kernels)
+    timed(engine.create_stream(&params(&prompts["chat"], 2), &Value::Null).await.unwrap(), Instant::now()).await;
+
+    let start = Instant::now();
+    let long = timed(engine.create_stream(&params(&prompts["long"], gen), &Value::Null).await.unwrap(), start).await;
+    let prompt_len = prompts["long"].as_array().unwrap().len() as f64;
+    let start = Instant::now();
+    let chat = timed(engine.create_stream(&params(&prompts["chat"], 1), &Value::Null).await.unwrap(), start).await;
+
+    let mut aggregate = serde_json::Map::new();
+    let batch = prompts["batch"].as_array().unwrap();
+    for &n in &concurrency {
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for i in 0..n {
+            handles.push(engine.create_stream(&params(&batch[i % batch.len()], gen), &Value::Null).await.unwrap());
+        }
+        let timings = futures_join(handles, start).await;
+        let wall = timings.iter().map(|t| t.total).fold(0.0, f64::max);
+        let tokens: usize = timings.iter().map(|t| t.tokens).sum();
+        aggregate.insert(n.to_string(), json!(tokens as f64 / wall));
+    }
+    let out = json!({
+        "engine": "mlx-serving (Rust core)",
+        "load_s": load_s,
+        "prefill_tps": prompt_len / long.ttft,
+        "decode_tps": (long.tokens as f64 - 1.0) / (long.total - long.ttft),
+        "ttft_long_s": long.ttft,
+        "ttft_chat_s": chat.ttft,
+        "aggregate_tps": aggregate,
+        "peak_rss_bytes": peak_rss_bytes(),
+    });
+    println!("{out}");
+    engine.shutdown().await;
+}
+
+async fn futures_join(handles: Vec<StreamHandle>, start: Instant) -> Vec<Timing> {
+    let tasks: Vec<_> = handles.into_iter().map(|h| tokio::spawn(timed(h, start))).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
