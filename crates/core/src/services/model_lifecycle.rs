@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
-use crate::models::{load_language_model, LlamaModel};
+use crate::models::{load_language_model, CausalModel};
 use crate::params::{LoadModelOptions, ModelDefaults};
 use crate::text::TextTokenizer;
 
@@ -21,7 +21,7 @@ pub const DEFAULT_CONTEXT_LENGTH: u32 = 8192;
 
 pub struct LoadedModel {
     pub id: String,
-    pub model: LlamaModel,
+    pub model: CausalModel,
     pub tokenizer: TextTokenizer,
     pub defaults: ModelDefaults,
     pub handle: Value,
@@ -177,8 +177,8 @@ fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
     Ok(dir)
 }
 
-fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &LlamaModel, tok: &TextTokenizer, params: u64, dtype: &str) -> Value {
-    let cfg = &model.config;
+fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &CausalModel, tok: &TextTokenizer, params: u64, dtype: &str) -> Value {
+    let cfg = model.config();
     let context_length = cfg.context_length.or(opts.context_length).unwrap_or(DEFAULT_CONTEXT_LENGTH);
     let quantization = match &cfg.quantization {
         Some(q) if q.bits == 4 => "int4".to_string(),
