@@ -36,7 +36,7 @@ fn perplexity(model: &CausalModel, ids: &[u32]) -> f32 {
     let targets = Array::from_slice(&input[1..], &[n, 1]);
     let picked = logp.take_along_axis(&targets, -1).unwrap();
     let nll = ops::negative(&ops::mean(&picked, None).unwrap()).unwrap();
-    nll.exp().unwrap().item::<f32>()
+    nll.exp().unwrap().item_cast::<f32>()
 }
 
 fn greedy(model: &CausalModel, prompt: &[u32], n: usize) -> Vec<u32> {
@@ -45,7 +45,7 @@ fn greedy(model: &CausalModel, prompt: &[u32], n: usize) -> Vec<u32> {
     let mut out = Vec::new();
     for _ in 0..n {
         let logits = model.forward(&Array::from_slice(&input, &[1, input.len() as i32]), &mut cache, true).unwrap();
-        let tok = argmax_axis(&logits.reshape(&[-1]).unwrap(), -1, None).unwrap().item::<u32>();
+        let tok = argmax_axis(&logits.reshape(&[-1]).unwrap(), -1, None).unwrap().item_cast::<u32>();
         out.push(tok);
         input = vec![tok as i32];
     }

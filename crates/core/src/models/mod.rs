@@ -4,6 +4,7 @@
 pub mod causal;
 pub mod config;
 pub mod gemma3;
+pub mod gguf;
 pub mod linear;
 pub mod llama;
 pub mod rope;

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use crate::error::{EngineError, EngineResult};
 use crate::models::{load_language_model, CausalModel};
 use crate::params::{LoadModelOptions, ModelDefaults};
+use crate::models::gguf::{is_gguf_path, load_gguf_model, GgufModelFile};
+use crate::text::gguf_tokenizer::tokenizer_from_gguf;
 use crate::text::TextTokenizer;
 
 /// Spec §8.9: at most this many models; loading one more evicts the least recently used.
@@ -103,8 +105,15 @@ impl ModelRegistry {
             }
         }
         let dir = resolve_dir(&opts)?;
-        let (model, stats) = load_language_model(&dir)?;
-        let tokenizer = TextTokenizer::from_dir(&dir)?;
+        let (model, stats, tokenizer) = if dir.is_file() {
+            let g = GgufModelFile::open(&dir)?;
+            let tokenizer = tokenizer_from_gguf(&g)?;
+            let (model, stats) = load_gguf_model(&g)?;
+            (model, stats, tokenizer)
+        } else {
+            let (model, stats) = load_language_model(&dir)?;
+            (model, stats, TextTokenizer::from_dir(&dir)?)
+        };
         let handle = build_handle(&opts, &dir, &model, &tokenizer, stats.parameter_count, &stats.dtype);
         let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts };
         // Different options for the same id replace it.
@@ -161,7 +170,8 @@ fn same_variant(a: &LoadModelOptions, b: &LoadModelOptions) -> bool {
     a.draft == b.draft && a.revision == b.revision && a.quantization == b.quantization && a.local_path == b.local_path
 }
 
-/// The folder to load: `localPath` when given, else the model id (or descriptor path) as a path.
+/// The folder (or `.gguf` file) to load: `localPath` when given, else the model id (or
+/// descriptor path) as a path.
 fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
     let raw = opts.local_path.clone().or_else(|| opts.descriptor_path.clone()).unwrap_or_else(|| opts.id.clone());
     let dir = PathBuf::from(&raw);
@@ -171,8 +181,8 @@ fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
         ))
         .with_detail("path", raw));
     }
-    if !dir.is_dir() {
-        return Err(EngineError::model_load(format!("model path '{raw}' is not a directory")).with_detail("path", raw));
+    if !dir.is_dir() && !(dir.is_file() && is_gguf_path(&dir)) {
+        return Err(EngineError::model_load(format!("model path '{raw}' is neither a directory nor a .gguf file")).with_detail("path", raw));
     }
     Ok(dir)
 }
