@@ -7,12 +7,17 @@
   tokenizer.json           rebuilt from GGUF metadata (gpt2-style byte-level BPE)
   tokenizer_config.json    bos/eos/pad tokens + chat_template from the GGUF metadata
 
-Usage: convert_gguf_to_hf.py IN.gguf OUT_DIR [--dtype f32|f16]
+Also the `gemma3` architecture (→ Gemma3ForCausalLM / gemma3_text; llama.cpp stores Gemma's
+RMSNorm weights as 1 + w, so 1 is subtracted; no q/k permutation). Its SentencePiece tokenizer is
+not rebuilt: pass --tokenizer-dir with tokenizer.json + tokenizer_config.json.
+
+Usage: convert_gguf_to_hf.py IN.gguf OUT_DIR [--dtype f32|f16] [--tokenizer-dir DIR]
 Needs: gguf numpy safetensors (all in the project's .venv).
 """
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import gguf
@@ -95,19 +100,25 @@ BLOCK_NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
                "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
                "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
 
+GEMMA3_BLOCK_NAMES = dict(BLOCK_NAMES, ffn_norm="pre_feedforward_layernorm",
+                          post_attention_norm="post_attention_layernorm",
+                          post_ffw_norm="post_feedforward_layernorm",
+                          attn_q_norm="self_attn.q_norm", attn_k_norm="self_attn.k_norm")
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("gguf")
     ap.add_argument("out")
     ap.add_argument("--dtype", default="f32", choices=["f32", "f16"])
+    ap.add_argument("--tokenizer-dir", help="copy tokenizer.json/tokenizer_config.json from here")
     args = ap.parse_args()
 
     r = GGUFReader(args.gguf)
     arch = meta(r, "general.architecture")
-    if arch != "llama":
-        sys.exit(f"unsupported GGUF architecture {arch!r} (only llama)")
-    a = lambda k, d=None: meta(r, f"llama.{k}", d)  # noqa: E731
+    if arch not in ("llama", "gemma3"):
+        sys.exit(f"unsupported GGUF architecture {arch!r} (llama, gemma3)")
+    a = lambda k, d=None: meta(r, f"{arch}.{k}", d)  # noqa: E731
     n_head = a("attention.head_count")
     n_kv = a("attention.head_count_kv", n_head)
     hidden = a("embedding_length")
@@ -145,6 +156,20 @@ def main():
         "torch_dtype": dtype_name,
     }
 
+    if arch == "gemma3":
+        layers = a("block_count")
+        config.update({
+            "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+            "head_dim": a("attention.key_length"), "hidden_act": "gelu_pytorch_tanh",
+            "hidden_activation": "gelu_pytorch_tanh",
+            "rope_local_base_freq": 10000.0, "sliding_window": a("attention.sliding_window"),
+            "sliding_window_pattern": 6,
+            "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
+                            for i in range(layers)],
+            "query_pre_attn_scalar": a("attention.key_length"),
+            "final_logit_softcapping": None, "attn_logit_softcapping": None})
+        del config["mlp_bias"], config["initializer_range"]
+
     np_dtype = np.float32 if args.dtype == "f32" else np.float16
     weights = {}
     for t in r.tensors:
@@ -152,13 +177,16 @@ def main():
         w = tensor_f32(t)
         if base.startswith("blk."):
             _, layer, kind = base.split(".", 2)
-            if kind == "attn_q":
+            if arch == "llama" and kind == "attn_q":
                 w = undo_rope_permute(w, n_head)
-            elif kind == "attn_k":
+            elif arch == "llama" and kind == "attn_k":
                 w = undo_rope_permute(w, n_kv)
-            name = f"model.layers.{layer}.{BLOCK_NAMES[kind]}.{suffix}"
+            names = GEMMA3_BLOCK_NAMES if arch == "gemma3" else BLOCK_NAMES
+            name = f"model.layers.{layer}.{names[kind]}.{suffix}"
         else:
             name = f"{GLOBAL_NAMES[base]}.{suffix}"
+        if arch == "gemma3" and "norm" in base:
+            w = w - 1.0  # llama.cpp stores Gemma RMSNorm weights as 1 + w
         weights[name] = np.ascontiguousarray(w.astype(np_dtype))
 
     os.makedirs(args.out, exist_ok=True)
@@ -169,6 +197,11 @@ def main():
         json.dump(config, f, indent=2)
     with open(out("generation_config.json"), "w") as f:
         json.dump({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad}, f, indent=2)
+    if args.tokenizer_dir:
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(os.path.join(args.tokenizer_dir, f), out(f))
+        print(f"[mlx-serving] wrote {args.out} (tokenizer from {args.tokenizer_dir})", file=sys.stderr)
+        return
     with open(out("tokenizer.json"), "w") as f:
         json.dump(tokenizer_json(r), f, ensure_ascii=False)
     name_of = lambda i: tokens[i] if i is not None else None  # noqa: E731

@@ -7,7 +7,9 @@ Writes HF-style folders under <repo>/.cache/fixtures/<name>/:
   folder .cache/models/SmolLM2-135M-Instruct, vocab 49152).
 
 Fixtures: llama (llama3 rope scaling, tied), mistral (untied, sharded), qwen2 (q/k/v bias),
-qwen3 (explicit head_dim, q_norm/k_norm), llama-4bit (the llama fixture quantized by mlx-lm's own
+qwen3 (explicit head_dim, q_norm/k_norm), gemma3 (gemma3_text: sliding window 16 on layers 0, 1, 3
+and global attention on layer 2, local/global rope bases, linear rope scaling on the global layer,
+query_pre_attn_scalar != head_dim, 1+w norms, tied), llama-4bit (the llama fixture quantized by mlx-lm's own
 converter: 4 bits, group size 32, float32 scales/biases).
 
 Idempotent: .cache/fixtures/.stamp holds VERSION; everything is regenerated when VERSION changes,
@@ -27,7 +29,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 # Bump whenever shapes, init, configs or seeds change: fixtures and parity outputs get rebuilt.
-VERSION = "fixtures-v2"
+VERSION = "fixtures-v3"
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct"
@@ -59,6 +61,13 @@ FIXTURES = {
     "qwen3": dict(
         COMMON, seed=4004, model_type="qwen3", arch="Qwen3ForCausalLM", rope_theta=1e6,
         max_pos=32768, layers=3, head_dim=32, qk_norm=True),
+    "gemma3": dict(
+        COMMON, seed=5005, model_type="gemma3_text", arch="Gemma3ForCausalLM", rope_theta=1e6,
+        max_pos=32768, layers=4, kv_heads=1, qk_norm=True, norm_mean=4.0, final_norm_mean=1.0,
+        # norms scale by 1 + w ~ 5 so the blocks are not drowned by the sqrt(hidden)-scaled embedding
+        # window 16 < the ~30-token prompt: prefill needs the banded mask, decode rotates
+        sliding_window=16, sliding_window_pattern=3, rope_local_base_freq=10000.0,
+        query_pre_attn_scalar=24, rope_scaling={"rope_type": "linear", "factor": 8.0}),
 }
 QUANTIZED = {"llama-4bit": dict(source="llama", bits=4, group_size=32)}
 
@@ -102,6 +111,15 @@ def make_config(spec):
     elif mt == "qwen3":
         c.update(attention_bias=False, use_sliding_window=False, sliding_window=None,
                  max_window_layers=spec["layers"])
+    elif mt == "gemma3_text":
+        pat = spec["sliding_window_pattern"]
+        c.update(hidden_act="gelu_pytorch_tanh", hidden_activation="gelu_pytorch_tanh",
+                 sliding_window=spec["sliding_window"], sliding_window_pattern=pat,
+                 layer_types=["full_attention" if (i + 1) % pat == 0 else "sliding_attention"
+                              for i in range(spec["layers"])],
+                 rope_local_base_freq=spec["rope_local_base_freq"],
+                 query_pre_attn_scalar=spec["query_pre_attn_scalar"],
+                 attention_bias=False, final_logit_softcapping=None, attn_logit_softcapping=None)
     return c
 
 
@@ -133,6 +151,9 @@ def make_weights(spec):
         w[pre + "mlp.gate_proj.weight"] = normal((inter, h), p)
         w[pre + "mlp.up_proj.weight"] = normal((inter, h), p)
         w[pre + "mlp.down_proj.weight"] = normal((h, inter), p)
+        if spec["model_type"] == "gemma3_text":  # norms are offsets from 1 (scale = 1 + w)
+            w[pre + "pre_feedforward_layernorm.weight"] = normal((h,), 0.1, spec["norm_mean"])
+            w[pre + "post_feedforward_layernorm.weight"] = normal((h,), 0.1, spec["norm_mean"])
     w["model.norm.weight"] = normal((h,), 0.1, spec["final_norm_mean"])
     if not spec["tied"]:
         w["lm_head.weight"] = normal((VOCAB, h), spec["emb_std"])

@@ -274,13 +274,23 @@ async fn tokenize_returns_ids_and_vocab_strings() {
 
 #[tokio::test]
 async fn batched_rows_joining_at_different_times_match_their_solo_runs() {
-    let e = engine_with("llama").await;
+    batched_rows_match_solo("llama").await;
+}
+
+/// Gemma 3: sliding-window layers (window 16) with chunked prefill and rotating caches.
+#[tokio::test]
+async fn gemma3_batched_rows_match_their_solo_runs() {
+    batched_rows_match_solo("gemma3").await;
+}
+
+async fn batched_rows_match_solo(model: &str) {
+    let e = engine_with(model).await;
     let long_prompt = "The quick brown fox jumps over the lazy dog. ".repeat(80); // > one prefill chunk
     let params: Vec<Value> = (0..8)
         .map(|i| {
             let prompt = if i == 3 { long_prompt.clone() } else { format!("{PROMPT} Row {i} says {}", "hello ".repeat(i)) };
             let (temp, seed) = if i % 2 == 0 { (0.0, 0) } else { (0.9, 100 + i as u64) };
-            json!({"model": "llama", "prompt": prompt, "maxTokens": 10 + 3 * i, "temperature": temp, "seed": seed, "topK": 40})
+            json!({"model": model, "prompt": prompt, "maxTokens": 10 + 3 * i, "temperature": temp, "seed": seed, "topK": 40})
         })
         .collect();
     let mut solo = Vec::new();

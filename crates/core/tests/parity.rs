@@ -1,7 +1,7 @@
 //! Parity with the reference implementation (mlx-lm 0.32.2 on the same MLX 0.32.2): for each
 //! model folder prepared by `scripts/parity/run_all.sh` (seeded random-weight fixtures of every
-//! supported model_type, a 4-bit fixture from mlx-lm's converter, and the real default model in
-//! f32), greedy generation of 64 tokens with EOS ignored must give identical ids, and at every
+//! supported model_type, a 4-bit fixture from mlx-lm's converter, and the real default model and
+//! Gemma 3 270M in f32), greedy generation of 64 tokens with EOS ignored must give identical ids, and at every
 //! position max|Δlogit| / max|ref logit| ≤ 1e-3. A divergence is only excused where the
 //! reference's own top-2 gap is below 1e-4 at that step.
 
@@ -13,7 +13,7 @@ use mlx_serving_core::models::load_language_model;
 
 const REL_TOL: f32 = 1e-3;
 const TIE_GAP: f32 = 1e-4;
-const REQUIRED: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "llama-4bit", "SmolLM2-135M-Instruct"];
+const REQUIRED: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma3", "llama-4bit", "SmolLM2-135M-Instruct", "gemma-3-270m"];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::error::EngineError;
 use crate::generation::stream::{GenerationStream, Step};
-use crate::models::llama::Segment;
+use crate::models::Segment;
 
 /// Prompt tokens fed per step across all prefilling streams (chunked prefill).
 pub const PREFILL_BUDGET: usize = 512;

@@ -1,31 +1,112 @@
-//! Per-layer key/value cache of one sequence. Storage grows in blocks of `STEP` positions and is
-//! written in place (slice update), so a decode step costs O(1) copies instead of re-concatenating
-//! the whole history; the attention reads the valid prefix `[.., :offset, :]`.
+//! Per-layer key/value cache of one sequence: full (every position kept) for global-attention
+//! layers, or window-limited ([`RotatingCache`]) for sliding-window layers.
+//!
+//! The full cache grows in blocks of `STEP` positions and is written in place (slice update), so
+//! a decode step costs O(1) copies instead of re-concatenating the whole history; attention
+//! reads the valid prefix `[.., :offset, :]`.
 
 use mlx_rs::ops::indexing::{TryIndexMutOp, TryIndexOp};
 use mlx_rs::{ops, Array};
 
-const STEP: i32 = 256;
+use super::rotating_cache::RotatingCache;
+
+pub(crate) const STEP: i32 = 256;
+type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
+
+/// The attention mask a layer needs for the next `n` queries (mlx-lm's conventions).
+pub enum AttnMask {
+    None,
+    Causal,
+    /// bool [n, keys]: true = may attend.
+    Array(Array),
+}
+
+pub struct KvCache {
+    inner: Inner,
+}
+
+enum Inner {
+    Full(FullCache),
+    Rotating(RotatingCache),
+}
+
+impl Default for KvCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KvCache {
+    /// A cache that keeps every position (global attention).
+    pub fn new() -> Self {
+        KvCache { inner: Inner::Full(FullCache::default()) }
+    }
+
+    /// A cache that keeps at most `max_size` positions (sliding-window attention).
+    pub fn rotating(max_size: i32) -> Self {
+        KvCache { inner: Inner::Rotating(RotatingCache::new(max_size)) }
+    }
+
+    /// Number of positions seen so far (the rotary offset of the next token).
+    pub fn offset(&self) -> i32 {
+        match &self.inner {
+            Inner::Full(c) => c.offset,
+            Inner::Rotating(c) => c.offset(),
+        }
+    }
+
+    /// Appends `k`, `v` ([B, kv_heads, L, head_dim]) and returns the keys and values to attend to.
+    pub fn update(&mut self, k: &Array, v: &Array) -> MlxResult<(Array, Array)> {
+        match &mut self.inner {
+            Inner::Full(c) => c.update(k, v),
+            Inner::Rotating(c) => c.update(k, v),
+        }
+    }
+
+    /// The mask for `n` new queries, computed BEFORE `update`; `window` limits how far back a
+    /// query may look (itself and `window - 1` earlier positions).
+    pub fn mask(&self, n: i32, window: Option<i32>) -> MlxResult<AttnMask> {
+        match &self.inner {
+            Inner::Full(c) => match window {
+                Some(w) => Ok(AttnMask::Array(causal_mask(n, c.offset, Some(w))?)),
+                None if n == 1 => Ok(AttnMask::None),
+                None => Ok(AttnMask::Causal),
+            },
+            Inner::Rotating(c) => c.mask(n, window),
+        }
+    }
+
+    /// Bytes held by the cache buffers.
+    pub fn nbytes(&self) -> usize {
+        match &self.inner {
+            Inner::Full(c) => c.keys.as_ref().map_or(0, |a| a.nbytes()) + c.values.as_ref().map_or(0, |a| a.nbytes()),
+            Inner::Rotating(c) => c.nbytes(),
+        }
+    }
+}
+
+/// bool [n, offset + n]: query i (absolute position offset + i) may see key j when j <= i and,
+/// with a window, i - j < window.
+pub fn causal_mask(n: i32, offset: i32, window: Option<i32>) -> MlxResult<Array> {
+    let rinds = ops::arange::<_, i32>(0, offset + n, 1)?;
+    let linds = ops::arange::<_, i32>(offset, offset + n, 1)?.reshape(&[n, 1])?;
+    let rinds = rinds.reshape(&[1, offset + n])?;
+    let mask = ops::ge(&linds, &rinds)?;
+    match window {
+        Some(w) => ops::logical_and(&mask, &ops::lt(&linds, &ops::add(&rinds, &Array::from_int(w))?)?),
+        None => Ok(mask),
+    }
+}
 
 #[derive(Default)]
-pub struct KvCache {
+struct FullCache {
     keys: Option<Array>,
     values: Option<Array>,
     offset: i32,
 }
 
-impl KvCache {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of positions already cached (the rotary offset of the next token).
-    pub fn offset(&self) -> i32 {
-        self.offset
-    }
-
-    /// Appends `k`, `v` ([B, kv_heads, L, head_dim]) and returns the full cached keys and values.
-    pub fn update(&mut self, k: &Array, v: &Array) -> Result<(Array, Array), mlx_rs::error::Exception> {
+impl FullCache {
+    fn update(&mut self, k: &Array, v: &Array) -> MlxResult<(Array, Array)> {
         let prev = self.offset;
         let n = k.shape()[2];
         let needs_grow = match &self.keys {
@@ -34,7 +115,7 @@ impl KvCache {
         };
         if needs_grow {
             let blocks = (n + STEP - 1) / STEP;
-            let grow = |cur: &Option<Array>, new: &Array| -> Result<Array, mlx_rs::error::Exception> {
+            let grow = |cur: &Option<Array>, new: &Array| -> MlxResult<Array> {
                 let s = new.shape();
                 let fresh = ops::zeros_dtype(&[s[0], s[1], blocks * STEP, s[3]], new.dtype())?;
                 match cur {
@@ -51,35 +132,41 @@ impl KvCache {
         values.try_index_mut((.., .., prev..self.offset, ..), v)?;
         Ok((keys.try_index((.., .., ..self.offset, ..))?, values.try_index((.., .., ..self.offset, ..))?))
     }
-
-    /// Bytes held by the cache buffers.
-    pub fn nbytes(&self) -> usize {
-        self.keys.as_ref().map_or(0, |a| a.nbytes()) + self.values.as_ref().map_or(0, |a| a.nbytes())
-    }
 }
 
 impl KvCache {
     /// A cache holding the first `n` positions of `other` (views of its buffers: MLX arrays are
-    /// immutable, so later writes to either cache never affect the other).
-    pub fn prefix_of(other: &KvCache, n: i32) -> Result<KvCache, mlx_rs::error::Exception> {
-        let n = n.min(other.offset);
-        match (&other.keys, &other.values) {
-            (Some(k), Some(v)) if n > 0 => Ok(KvCache {
-                keys: Some(k.try_index((.., .., ..n, ..))?),
-                values: Some(v.try_index((.., .., ..n, ..))?),
-                offset: n,
-            }),
+    /// immutable, so later writes to either cache never affect the other). `None` for
+    /// window-limited caches, whose buffers no longer hold every position.
+    pub fn prefix_of(other: &KvCache, n: i32) -> Option<MlxResult<KvCache>> {
+        let Inner::Full(c) = &other.inner else { return None };
+        let n = n.min(c.offset);
+        let out = match (&c.keys, &c.values) {
+            (Some(k), Some(v)) if n > 0 => (|| {
+                Ok(KvCache {
+                    inner: Inner::Full(FullCache {
+                        keys: Some(k.try_index((.., .., ..n, ..))?),
+                        values: Some(v.try_index((.., .., ..n, ..))?),
+                        offset: n,
+                    }),
+                })
+            })(),
             _ => Ok(KvCache::new()),
-        }
+        };
+        Some(out)
     }
-}
 
-impl KvCache {
-    /// Forgets the newest `n` positions (speculative decoding's rollback). The buffers keep
-    /// their contents; the next update overwrites them.
+    /// Forgets the newest `n` positions (speculative decoding's rollback); returns how many were
+    /// dropped. The buffers keep their contents; the next update overwrites them. Window-limited
+    /// caches cannot roll back (0).
     pub fn trim(&mut self, n: i32) -> i32 {
-        let n = n.clamp(0, self.offset);
-        self.offset -= n;
-        n
+        match &mut self.inner {
+            Inner::Full(c) => {
+                let n = n.clamp(0, c.offset);
+                c.offset -= n;
+                n
+            }
+            Inner::Rotating(_) => 0,
+        }
     }
 }

@@ -3,6 +3,7 @@
 pub mod chunk;
 pub mod kv_cache;
 pub mod prefix_cache;
+pub mod rotating_cache;
 pub mod sampler;
 pub mod stream;
 

@@ -65,8 +65,11 @@ impl PrefixCache {
         let found = match best {
             Some((n, e)) => {
                 e.last_used = self.clock;
-                let layers: Result<Vec<KvCache>, _> = e.layers.iter().map(|c| KvCache::prefix_of(c, n as i32)).collect();
-                layers.ok().map(|l| (n, l))
+                let layers: Option<Result<Vec<KvCache>, _>> = e.layers.iter().map(|c| KvCache::prefix_of(c, n as i32)).collect();
+                match layers {
+                    Some(Ok(l)) => Some((n, l)),
+                    _ => None,
+                }
             }
             None => None,
         };

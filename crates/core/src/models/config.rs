@@ -1,5 +1,5 @@
-//! Parsing of a model folder's `config.json` into the typed configuration the Llama-family
-//! forward pass needs. Unknown keys are ignored; missing required keys are load errors that
+//! Parsing of a model folder's `config.json` into the typed configuration the forward passes
+//! need (architecture-specific extras stay in `raw` and are read by the architecture). Unknown keys are ignored; missing required keys are load errors that
 //! name the file and the key.
 
 use std::path::Path;
@@ -9,8 +9,17 @@ use serde_json::Value;
 
 use crate::error::{EngineError, EngineResult};
 
-/// The `model_type`s this build runs (Llama family: same block structure, small differences).
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
+/// The `model_type`s this build runs.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gemma3"];
+
+/// The architecture implementation a `model_type` maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// llama, mistral, qwen2, qwen3
+    Llama,
+    /// gemma3_text (and gemma3's text model)
+    Gemma3,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
@@ -51,6 +60,10 @@ pub struct ModelConfig {
     pub qk_norm: bool,
     pub quantization: Option<QuantizationConfig>,
     pub context_length: Option<u32>,
+    pub architecture: Architecture,
+    /// Weight-name prefix of the language model inside a multimodal checkpoint
+    /// (`language_model.` for gemma3), stripped at load time.
+    pub weight_prefix: Option<String>,
     pub raw: Value,
 }
 
@@ -87,6 +100,7 @@ impl ModelConfig {
     }
 
     pub fn from_value(raw: Value) -> EngineResult<Self> {
+        let (raw, weight_prefix) = flatten_text_config(raw);
         let cfg: RawConfig = serde_json::from_value(raw.clone())
             .map_err(|e| EngineError::model_load(format!("config.json has an invalid field: {e}")))?;
         let model_type = cfg
@@ -109,7 +123,8 @@ impl ModelConfig {
         if kv_heads <= 0 || heads % kv_heads != 0 {
             return Err(EngineError::model_load("config.json: num_attention_heads must be a multiple of num_key_value_heads"));
         }
-        let head_dim = cfg.head_dim.unwrap_or(hidden_size / heads);
+        let gemma = model_type == "gemma3_text";
+        let head_dim = cfg.head_dim.unwrap_or(if gemma { 256 } else { hidden_size / heads });
         let is_qwen2 = model_type == "qwen2";
         Ok(ModelConfig {
             hidden_size,
@@ -120,7 +135,7 @@ impl ModelConfig {
             head_dim,
             vocab_size: need(cfg.vocab_size, "vocab_size")?,
             rms_norm_eps: cfg.rms_norm_eps.unwrap_or(1e-6),
-            rope_theta: cfg.rope_theta.unwrap_or(10000.0),
+            rope_theta: cfg.rope_theta.unwrap_or(if gemma { 1_000_000.0 } else { 10000.0 }),
             rope_traditional: cfg.rope_traditional,
             rope_scaling: parse_rope_scaling(cfg.rope_scaling.as_ref())?,
             tie_word_embeddings: cfg.tie_word_embeddings,
@@ -129,10 +144,33 @@ impl ModelConfig {
             qk_norm: model_type == "qwen3",
             quantization: parse_quantization(&raw)?,
             context_length: context_length(&raw),
+            architecture: if gemma { Architecture::Gemma3 } else { Architecture::Llama },
+            weight_prefix,
             model_type,
             raw,
         })
     }
+}
+
+/// gemma3 (multimodal) keeps the language model's settings in `text_config` and its weights
+/// under `language_model.`: run that text model (mlx-lm's defaults: vocab 262208, 8 heads,
+/// 4 KV heads). Other configs pass through unchanged.
+fn flatten_text_config(raw: Value) -> (Value, Option<String>) {
+    let is_gemma3 = raw.get("model_type").and_then(Value::as_str) == Some("gemma3");
+    let Some(text) = raw.get("text_config").and_then(Value::as_object).filter(|_| is_gemma3) else {
+        return (raw, None);
+    };
+    let mut flat = text.clone();
+    flat.insert("model_type".into(), "gemma3_text".into());
+    flat.insert("vocab_size".into(), raw.get("vocab_size").cloned().unwrap_or(262208.into()));
+    flat.entry("num_attention_heads").or_insert(8.into());
+    flat.entry("num_key_value_heads").or_insert(4.into());
+    for key in ["quantization", "quantization_config", "eos_token_id", "bos_token_id"] {
+        if let Some(v) = raw.get(key) {
+            flat.entry(key).or_insert(v.clone());
+        }
+    }
+    (Value::Object(flat), Some("language_model.".into()))
 }
 
 fn parse_rope_scaling(v: Option<&Value>) -> EngineResult<RopeScaling> {

@@ -6,6 +6,7 @@
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::{nn, ops, Array};
 
+use super::causal::{embedding_arrays, linear_arrays, logit_rows, select_rows, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear};
 use super::rope::Rope;
@@ -35,15 +36,6 @@ struct Block {
     post_attention_layernorm: Array,
     attn: Attention,
     mlp: Mlp,
-}
-
-/// One sequence's share of a batched forward pass.
-pub struct Segment<'a> {
-    pub tokens: &'a [u32],
-    /// That sequence's per-layer KV cache (appended to by this pass).
-    pub cache: &'a mut [KvCache],
-    /// Whether the caller needs logits for the segment's last token.
-    pub logits: bool,
 }
 
 pub struct LlamaModel {
@@ -107,22 +99,8 @@ impl LlamaModel {
     /// segment with `logits: true`, in order.
     pub fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let h = self.hidden_states(segs)?;
-        let mut last = Vec::new();
-        let mut pos = 0i32;
-        for s in segs.iter() {
-            pos += s.tokens.len() as i32;
-            if s.logits {
-                last.push(pos - 1);
-            }
-        }
-        let rows = last.len() as i32;
-        let h = if rows == 1 && last[0] == pos - 1 && segs.len() == 1 {
-            use mlx_rs::ops::indexing::TryIndexOp;
-            h.try_index((.., pos - 1.., ..))?
-        } else {
-            h.take_axis(&Array::from_slice(&last, &[rows]), 1)?
-        };
-        let logits = self.project(&h)?;
+        let rows = logit_rows(segs).0.len() as i32;
+        let logits = self.project(&select_rows(&h, segs)?)?;
         let vocab = *logits.shape().last().unwrap();
         logits.reshape(&[rows, vocab])
     }
@@ -225,29 +203,16 @@ impl LlamaModel {
     /// Forces every weight to be read now (MLX loads lazily).
     pub fn eval_weights(&self) -> MlxResult<()> {
         let mut arrays: Vec<Array> = vec![self.norm.clone()];
-        let lin_arrays = |l: &Linear, out: &mut Vec<Array>| match l {
-            Linear::Dense { weight, bias } => {
-                out.push(weight.clone());
-                out.extend(bias.iter().cloned());
-            }
-            Linear::Quantized { q, bias } => {
-                out.extend([q.weight.clone(), q.scales.clone(), q.biases.clone()]);
-                out.extend(bias.iter().cloned());
-            }
-        };
-        match &self.embed_tokens {
-            Embedding::Dense(a) => arrays.push(a.clone()),
-            Embedding::Quantized(q) => arrays.extend([q.weight.clone(), q.scales.clone(), q.biases.clone()]),
-        }
+        embedding_arrays(&self.embed_tokens, &mut arrays);
         if let Some(h) = &self.lm_head {
-            lin_arrays(h, &mut arrays);
+            linear_arrays(h, &mut arrays);
         }
         for b in &self.layers {
             arrays.extend([b.input_layernorm.clone(), b.post_attention_layernorm.clone()]);
             arrays.extend(b.attn.q_norm.iter().cloned());
             arrays.extend(b.attn.k_norm.iter().cloned());
             for l in [&b.attn.q_proj, &b.attn.k_proj, &b.attn.v_proj, &b.attn.o_proj, &b.mlp.gate_proj, &b.mlp.up_proj, &b.mlp.down_proj] {
-                lin_arrays(l, &mut arrays);
+                linear_arrays(l, &mut arrays);
             }
         }
         mlx_rs::transforms::eval(arrays.iter())

@@ -23,8 +23,14 @@ impl WeightMap {
             })?;
             tensors.extend(loaded);
         }
-        // Some exporters prefix everything with "language_model." (multimodal checkpoints).
         Ok(WeightMap { tensors })
+    }
+
+    /// Keeps only the tensors named `prefix...`, without the prefix (the language model of a
+    /// multimodal checkpoint).
+    pub fn keep_prefixed(&mut self, prefix: &str) {
+        let old = std::mem::take(&mut self.tensors);
+        self.tensors = old.into_iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_owned(), v))).collect();
     }
 
     pub fn from_map(tensors: HashMap<String, Array>) -> Self {

@@ -27,7 +27,7 @@ pub struct DraftFacts {
 impl DraftFacts {
     pub fn of(m: &LoadedModel) -> Self {
         let parameter_count = m.handle["metadata"]["parameterCount"].as_u64().unwrap_or(0);
-        let arch = m.model.config.model_type.trim();
+        let arch = m.model.config().model_type.trim();
         let mut eos_ids = m.tokenizer.eos_ids().to_vec();
         eos_ids.sort_unstable();
         eos_ids.dedup();

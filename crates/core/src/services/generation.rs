@@ -46,7 +46,7 @@ fn encode_prompt(prompt: &Prompt, model: &LoadedModel) -> EngineResult<Vec<u32>>
         Prompt::Text(text) => tok.encode(text, true)?,
         Prompt::Template { template, variables } => tok.encode(&render_prompt_template(template, variables)?, true)?,
         Prompt::Tokens(ids) => {
-            let vocab = tok.vocab_size().max(model.model.config.vocab_size as usize);
+            let vocab = tok.vocab_size().max(model.model.config().vocab_size as usize);
             if let Some((i, bad)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= vocab) {
                 return Err(EngineError::invalid_params(format!(
                     "Validation error on field 'prompt.tokens.{i}': token id {bad} is outside the vocabulary (size {vocab})"

@@ -11,9 +11,11 @@ use parking_lot::RwLock;
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
-use crate::models::{load_language_model, LlamaModel};
+use crate::models::{load_language_model, CausalModel};
 use crate::params::{LoadModelOptions, ModelDefaults};
 use crate::services::draft_compat::DraftPairs;
+use crate::models::gguf::{is_gguf_path, load_gguf_model, GgufModelFile};
+use crate::text::gguf_tokenizer::tokenizer_from_gguf;
 use crate::text::TextTokenizer;
 
 /// Spec §8.9: at most this many models; loading one more evicts the least recently used.
@@ -22,7 +24,7 @@ pub const DEFAULT_CONTEXT_LENGTH: u32 = 8192;
 
 pub struct LoadedModel {
     pub id: String,
-    pub model: LlamaModel,
+    pub model: CausalModel,
     pub tokenizer: TextTokenizer,
     pub defaults: ModelDefaults,
     pub handle: Value,
@@ -106,8 +108,15 @@ impl ModelRegistry {
             }
         }
         let dir = resolve_dir(&opts)?;
-        let (model, stats) = load_language_model(&dir)?;
-        let tokenizer = TextTokenizer::from_dir(&dir)?;
+        let (model, stats, tokenizer) = if dir.is_file() {
+            let g = GgufModelFile::open(&dir)?;
+            let tokenizer = tokenizer_from_gguf(&g)?;
+            let (model, stats) = load_gguf_model(&g)?;
+            (model, stats, tokenizer)
+        } else {
+            let (model, stats) = load_language_model(&dir)?;
+            (model, stats, TextTokenizer::from_dir(&dir)?)
+        };
         let handle = build_handle(&opts, &dir, &model, &tokenizer, stats.parameter_count, &stats.dtype);
         let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts };
         // Different options for the same id replace it.
@@ -168,7 +177,8 @@ fn same_variant(a: &LoadModelOptions, b: &LoadModelOptions) -> bool {
     a.draft == b.draft && a.revision == b.revision && a.quantization == b.quantization && a.local_path == b.local_path
 }
 
-/// The folder to load: `localPath` when given, else the model id (or descriptor path) as a path.
+/// The folder (or `.gguf` file) to load: `localPath` when given, else the model id (or
+/// descriptor path) as a path.
 fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
     let raw = opts.local_path.clone().or_else(|| opts.descriptor_path.clone()).unwrap_or_else(|| opts.id.clone());
     let dir = PathBuf::from(&raw);
@@ -178,14 +188,14 @@ fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
         ))
         .with_detail("path", raw));
     }
-    if !dir.is_dir() {
-        return Err(EngineError::model_load(format!("model path '{raw}' is not a directory")).with_detail("path", raw));
+    if !dir.is_dir() && !(dir.is_file() && is_gguf_path(&dir)) {
+        return Err(EngineError::model_load(format!("model path '{raw}' is neither a directory nor a .gguf file")).with_detail("path", raw));
     }
     Ok(dir)
 }
 
-fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &LlamaModel, tok: &TextTokenizer, params: u64, dtype: &str) -> Value {
-    let cfg = &model.config;
+fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &CausalModel, tok: &TextTokenizer, params: u64, dtype: &str) -> Value {
+    let cfg = model.config();
     let context_length = cfg.context_length.or(opts.context_length).unwrap_or(DEFAULT_CONTEXT_LENGTH);
     let quantization = match &cfg.quantization {
         Some(q) if q.bits == 4 => "int4".to_string(),

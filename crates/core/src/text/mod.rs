@@ -6,6 +6,7 @@
 
 pub mod chat_template;
 pub mod detokenizer;
+pub mod gguf_tokenizer;
 mod hf_config;
 pub mod stop_matcher;
 mod template_fns;

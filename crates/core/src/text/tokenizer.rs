@@ -73,6 +73,13 @@ impl TextTokenizer {
         Self::assemble(inner, None, None, None, None)
     }
 
+    /// An in-memory tokenizer plus its tokenizer_config-style facts (`bos_token`, `eos_token`,
+    /// `add_bos_token`, `chat_template`) and optional config.json-style ids (`eos_token_id`):
+    /// what a GGUF file's metadata provides.
+    pub fn from_parts(inner: Tokenizer, tok_cfg: &Value, model_cfg: Option<&Value>) -> Self {
+        Self::assemble(inner, Some(tok_cfg), None, model_cfg, None)
+    }
+
     fn assemble(
         inner: Tokenizer,
         tok_cfg: Option<&Value>,

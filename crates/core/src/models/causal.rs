@@ -1,0 +1,111 @@
+//! `CausalModel`: the architecture-agnostic handle the rest of the engine holds. Every
+//! architecture implements the same batched interface (`forward_segments`: position-wise layers
+//! over all tokens of all segments at once, rotary/cache/attention per segment), its own cache
+//! layout (`new_cache`: full or window-limited per layer) and `eval_weights`.
+
+use mlx_rs::Array;
+
+use super::config::ModelConfig;
+use super::gemma3::Gemma3Model;
+use super::llama::LlamaModel;
+use crate::generation::kv_cache::KvCache;
+
+type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
+
+/// One sequence's share of a batched forward pass.
+pub struct Segment<'a> {
+    pub tokens: &'a [u32],
+    /// That sequence's per-layer KV cache (appended to by this pass).
+    pub cache: &'a mut [KvCache],
+    /// Whether the caller needs logits for the segment's last token.
+    pub logits: bool,
+}
+
+pub enum CausalModel {
+    Llama(LlamaModel),
+    Gemma3(Gemma3Model),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $m:ident => $e:expr) => {
+        match $self {
+            CausalModel::Llama($m) => $e,
+            CausalModel::Gemma3($m) => $e,
+        }
+    };
+}
+
+impl CausalModel {
+    pub fn config(&self) -> &ModelConfig {
+        dispatch!(self, m => &m.config)
+    }
+
+    pub fn new_cache(&self) -> Vec<KvCache> {
+        dispatch!(self, m => m.new_cache())
+    }
+
+    /// See [`LlamaModel::forward_segments`]: logits [R, vocab] for the last token of each
+    /// segment with `logits: true`, in order.
+    pub fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        dispatch!(self, m => m.forward_segments(segs))
+    }
+
+    /// ids: int32 [1, L] → logits [1, 1, vocab] (`last_only`) or [1, L, vocab].
+    pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
+        dispatch!(self, m => m.forward(ids, cache, last_only))
+    }
+
+    /// Forces every weight to be read now (MLX loads lazily).
+    pub fn eval_weights(&self) -> MlxResult<()> {
+        dispatch!(self, m => m.eval_weights())
+    }
+}
+
+/// Row indices (into the concatenated token axis) of the segments' last tokens that want logits,
+/// and the total token count.
+pub(crate) fn logit_rows(segs: &[Segment<'_>]) -> (Vec<i32>, i32) {
+    let mut last = Vec::new();
+    let mut pos = 0i32;
+    for s in segs.iter() {
+        pos += s.tokens.len() as i32;
+        if s.logits {
+            last.push(pos - 1);
+        }
+    }
+    (last, pos)
+}
+
+/// Selects the rows of `h` [1, T, hidden] named by `logit_rows` → [1, R, hidden].
+pub(crate) fn select_rows(h: &Array, segs: &[Segment<'_>]) -> MlxResult<Array> {
+    use mlx_rs::ops::indexing::TryIndexOp;
+    let (last, total) = logit_rows(segs);
+    let rows = last.len() as i32;
+    if rows == 1 && last[0] == total - 1 && segs.len() == 1 {
+        h.try_index((.., total - 1.., ..))
+    } else {
+        h.take_axis(&Array::from_slice(&last, &[rows]), 1)
+    }
+}
+
+/// Collects a linear layer's arrays (for `eval_weights`).
+pub(crate) fn linear_arrays(l: &super::linear::Linear, out: &mut Vec<Array>) {
+    use super::linear::Linear;
+    match l {
+        Linear::Dense { weight, bias } => {
+            out.push(weight.clone());
+            out.extend(bias.iter().cloned());
+        }
+        Linear::Quantized { q, bias } => {
+            out.extend([q.weight.clone(), q.scales.clone(), q.biases.clone()]);
+            out.extend(bias.iter().cloned());
+        }
+    }
+}
+
+pub(crate) fn embedding_arrays(e: &super::linear::Embedding, out: &mut Vec<Array>) {
+    use super::linear::Embedding;
+    match e {
+        Embedding::Dense(a) => out.push(a.clone()),
+        Embedding::Quantized(q) => out.extend([q.weight.clone(), q.scales.clone(), q.biases.clone()]),
+    }
+}
