@@ -2,7 +2,8 @@
 //! configuration), chat-template rendering, streaming detokenization that never splits a UTF-8
 //! character, and stop-sequence matching over the streamed text.
 //!
-//! Everything here is pure CPU work with no MLX dependency, so it can be tested on its own.
+//! Everything here is pure CPU work; only `gguf_tokenizer` reads GGUF metadata through MLX's
+//! reader (the rest has no MLX dependency and is tested on its own).
 
 pub mod chat_template;
 pub mod detokenizer;
