@@ -1,6 +1,7 @@
 //! The engine's services (the seed's ADR-011 split, natively): runtime lifecycle (the engine
 //! thread, in `crate::engine`), model lifecycle, generation, runtime info.
 
+pub mod blas;
 pub mod generation;
 pub mod model_lifecycle;
 pub mod runtime_info;

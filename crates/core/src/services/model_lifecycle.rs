@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
-use crate::models::{load_language_model, LlamaModel};
+use crate::models::{load_language_model_with, LlamaModel, ModelStats};
 use crate::params::{LoadModelOptions, ModelDefaults};
 use crate::text::TextTokenizer;
 
@@ -103,9 +103,9 @@ impl ModelRegistry {
             }
         }
         let dir = resolve_dir(&opts)?;
-        let (model, stats) = load_language_model(&dir)?;
+        let (model, stats) = load_language_model_with(&dir, opts.compute_dtype)?;
         let tokenizer = TextTokenizer::from_dir(&dir)?;
-        let handle = build_handle(&opts, &dir, &model, &tokenizer, stats.parameter_count, &stats.dtype);
+        let handle = build_handle(&opts, &dir, &model, &tokenizer, &stats);
         let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts };
         // Different options for the same id replace it.
         self.models.retain(|m| m.id != loaded.id);
@@ -158,7 +158,7 @@ impl ModelRegistry {
 }
 
 fn same_variant(a: &LoadModelOptions, b: &LoadModelOptions) -> bool {
-    a.draft == b.draft && a.revision == b.revision && a.quantization == b.quantization && a.local_path == b.local_path
+    a.draft == b.draft && a.revision == b.revision && a.quantization == b.quantization && a.local_path == b.local_path && a.compute_dtype == b.compute_dtype
 }
 
 /// The folder to load: `localPath` when given, else the model id (or descriptor path) as a path.
@@ -177,7 +177,7 @@ fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
     Ok(dir)
 }
 
-fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &LlamaModel, tok: &TextTokenizer, params: u64, dtype: &str) -> Value {
+fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &LlamaModel, tok: &TextTokenizer, stats: &ModelStats) -> Value {
     let cfg = &model.config;
     let context_length = cfg.context_length.or(opts.context_length).unwrap_or(DEFAULT_CONTEXT_LENGTH);
     let quantization = match &cfg.quantization {
@@ -187,8 +187,13 @@ fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &LlamaModel, tok: &T
         None => opts.quantization.clone().unwrap_or_else(|| "none".into()),
     };
     let mut metadata = json!({
-        "parameterCount": params,
-        "dtype": dtype,
+        "parameterCount": stats.parameter_count,
+        // EXT: `dtype` is the compute dtype (CPU backend: f32, DESIGN.md decision 8);
+        // `storedDtype` what the folder holds; `memoryUsage` the weights' bytes in memory.
+        "dtype": stats.dtype,
+        "storedDtype": stats.stored_dtype,
+        "memoryUsage": stats.memory_bytes,
+        "dequantized": stats.dequantized,
         "isVisionModel": false,
         "tokenizerType": "huggingface",
         "quantization": quantization,
