@@ -49,7 +49,7 @@ fn decode_s(model: &LlamaModel, prompt: &[i32], n: usize) -> f64 {
 }
 
 async fn ttft_s(engine: &Engine, id: &str, msg: &str) -> f64 {
-    let params = json!({"model": id, "messages": [{"role": "user", "content": msg}], "maxTokens": 2, "temperature": 0});
+    let params = json!({"model": id, "prompt": {"messages": [{"role": "user", "content": msg}]}, "maxTokens": 2, "temperature": 0});
     let t = Instant::now();
     let mut s = engine.create_stream(&params, &Value::Null).await.expect("stream");
     loop {
