@@ -87,8 +87,18 @@ export interface LoadModelOptions {
   trustRemoteCode?: boolean;
   localPath?: string;
   onProgress?: (progress: ModelLoadProgress) => void;
+  /**
+   * EXT: the weights' compute form. `'auto'` (default): on the CPU backend f16/bf16 weights are
+   * converted to float32 and MLX-quantized layers are dequantized to float32 at load (fast with
+   * the optimized BLAS; costs memory, see `metadata.memoryUsage`); on GPU backends weights stay
+   * as stored. `'float32'` always converts; `'as-stored'` never does.
+   */
+  computeDtype?: ComputeDtype;
   [key: string]: unknown;
 }
+
+/** EXT: see `LoadModelOptions.computeDtype`. */
+export type ComputeDtype = 'auto' | 'float32' | 'as-stored';
 
 export interface SnakeCaseLoadModelOptions {
   model?: string | ModelDescriptor;
@@ -100,6 +110,8 @@ export interface SnakeCaseLoadModelOptions {
   parameters?: Record<string, unknown>;
   params?: Record<string, unknown>;
   trust_remote_code?: boolean;
+  /** EXT: see `LoadModelOptions.computeDtype`. */
+  compute_dtype?: ComputeDtype;
   max_tokens?: number;
   temperature?: number;
   top_p?: number;
@@ -110,6 +122,11 @@ export interface ModelHandle {
   descriptor: ModelDescriptor;
   state: ModelState;
   contextLength: number;
+  /**
+   * Includes `parameterCount`, `dtype` (the compute dtype), `quantization` and, EXT,
+   * `storedDtype` (dtype in the model folder), `memoryUsage` (bytes of weights in memory) and
+   * `dequantized` (quantized layers expanded to float32 at load, CPU backend).
+   */
   metadata: Record<string, unknown>;
   draft?: boolean;
 }
@@ -266,7 +283,12 @@ export interface RuntimeInfo {
   capabilities: string[];
   mlxSupported?: boolean;
   memory?: { rss: number; vms: number };
-  backend?: { device: 'metal' | 'cuda' | 'cpu'; mlxVersion: string; blas?: string };
+  /**
+   * `blas`: the library serving MLX's CPU matmuls, e.g. `'openblas (libopenblas.so.0)'` or
+   * `'reference (libblas-….so.3.10.0)'` (unoptimized: a warning is logged once). EXT
+   * `blasThreads`: OpenBLAS's thread count.
+   */
+  backend?: { device: 'metal' | 'cuda' | 'cpu'; mlxVersion: string; blas?: string; blasThreads?: number };
 }
 
 export interface HealthStatus {

@@ -18,6 +18,12 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so
   need_pkgs+=(libclang-dev)
 fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need_pkgs+=(python3-venv); fi
+# MLX's CPU backend calls cblas_sgemm: the build links Debian's multithreaded OpenBLAS ahead of the
+# wheel's reference BLAS (crates/core/build_blas.rs; DESIGN.md decision 8). Without it everything
+# still works, ~10-40x slower on CPU, and getRuntimeInfo().backend.blas says so.
+if [ "$(uname -s)" = Linux ] && ! ls /usr/lib/*-linux-gnu/libopenblas.so.0 /usr/lib64/libopenblas.so.0 /usr/lib/libopenblas.so.0 >/dev/null 2>&1; then
+  need_pkgs+=(libopenblas0-pthread)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then

@@ -13,9 +13,15 @@ cache for GREEDY_TOKENS greedy steps, ignoring EOS. Writes
 Row 0 of `logits` is the last-position logits of the prompt forward pass; row i (i >= 1) is the
 logits of the decode step that consumed tokens[i-1] and produced tokens[i].
 
+The reference must run under the same BLAS as the engine (summation order changes the last
+bits): the engine links Debian's OpenBLAS on Linux, so run_all.sh starts this script with
+LD_PRELOAD=<libopenblas.so.0> (a test tool only; the addon itself never uses LD_PRELOAD). The BLAS
+that served `cblas_sgemm` is recorded as `blas` in the outputs.
+
 Usage: .venv/bin/python scripts/parity/reference.py NAME=MODEL_DIR [NAME=MODEL_DIR ...]
        (MODEL_DIR relative to the repo root or absolute)
 """
+import ctypes
 import json
 import sys
 import time
@@ -31,12 +37,34 @@ from mlx_lm.models.cache import make_prompt_cache
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / ".cache" / "parity"
 GREEDY_TOKENS = 64
+BLAS = "unknown"
 PROMPT_TEXT = ("The quick brown fox jumps over the lazy dog. "
                "In 1969, astronauts first walked on the Moon, and the whole world watched.")
 
 
 def log(msg):
     print(f"[mlx-serving] {msg}", file=sys.stderr, flush=True)
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def blas_in_use():
+    """'openblas (libopenblas.so.0)' when an OpenBLAS was preloaded (then libmlx binds to it),
+    else 'reference (bundled)': the mlx-cpu wheel's own libblas, loaded RTLD_LOCAL by Python."""
+    try:
+        fn = ctypes.CDLL(None).cblas_sgemm
+    except (AttributeError, OSError):
+        return "reference (bundled)"
+    info = _DlInfo()
+    libc = ctypes.CDLL(None)
+    if not libc.dladdr(ctypes.cast(fn, ctypes.c_void_p), ctypes.byref(info)) or not info.dli_fname:
+        return "unknown"
+    name = info.dli_fname.decode().rsplit("/", 1)[-1]
+    kind = "openblas" if "openblas" in name else ("reference" if "blas" in name else "unknown")
+    return f"{kind} ({name})"
 
 
 def top2_gap(row):
@@ -72,7 +100,8 @@ def run(name, model_dir):
                "logits": logits_np,
                "top2_gap": gaps},
               str(OUT / f"{name}.safetensors"),
-              metadata={"mlx_version": mx.__version__, "mlx_lm_version": mlx_lm.__version__})
+              metadata={"mlx_version": mx.__version__, "mlx_lm_version": mlx_lm.__version__,
+                        "blas": BLAS})
     try:
         rel = model_dir.resolve().relative_to(ROOT).as_posix()
     except ValueError:
@@ -88,16 +117,20 @@ def run(name, model_dir):
         "vocab_size": int(logits_np.shape[1]),
         "mlx_version": mx.__version__,
         "mlx_lm_version": mlx_lm.__version__,
+        "blas": BLAS,
     }
     (OUT / f"{name}.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     log(f"{name}: prompt {len(prompt)} tokens, {len(set(tokens))} distinct of {GREEDY_TOKENS}, "
-        f"min top-2 gap {gaps.min():.4g} (step {int(gaps.argmin())}), {time.time() - t0:.1f}s")
+        f"min top-2 gap {gaps.min():.4g} (step {int(gaps.argmin())}), blas {BLAS}, "
+        f"{time.time() - t0:.1f}s")
 
 
 def main():
     args = sys.argv[1:]
     if not args or any("=" not in a for a in args):
         sys.exit(__doc__)
+    global BLAS
+    BLAS = blas_in_use()
     mx.set_default_device(mx.cpu)
     for a in args:
         name, d = a.split("=", 1)

@@ -3,7 +3,9 @@
 #   .venv (mlx 0.32.2 + mlx-lm 0.32.2), .cache/models/SmolLM2-135M-Instruct and gemma-3-270m (f32),
 #   .cache/fixtures/<fixture>/ (tiny random-weight models), .cache/parity/<name>.{safetensors,json}.
 # Idempotent: a reference output is recomputed only if it is missing or older than its model's
-# stamp file or than reference.py. `--force` recomputes all reference outputs.
+# stamp file or than reference.py, or was computed under another BLAS. `--force` recomputes all.
+# The reference runs under the BLAS the engine links (Debian's OpenBLAS when installed, via
+# LD_PRELOAD for this test process only), since summation order changes the last bits.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -14,6 +16,15 @@ PY=$(scripts/models/ensure_venv.sh)
 scripts/models/fetch_default_model.sh >/dev/null
 scripts/models/fetch_gemma3.sh >/dev/null
 "$PY" scripts/models/make_fixtures.py
+
+# The BLAS the engine links (crates/core/build_blas.rs looks in the same places).
+OPENBLAS=
+if [ "$(uname -s)" = Linux ] && [ "${MLX_SERVING_BLAS:-}" != none ]; then
+  for d in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /lib/x86_64-linux-gnu /lib/aarch64-linux-gnu /usr/lib64 /usr/lib /usr/local/lib; do
+    if [ -e "$d/libopenblas.so.0" ]; then OPENBLAS="$d/libopenblas.so.0"; break; fi
+  done
+fi
+WANT_BLAS=reference; [ -n "$OPENBLAS" ] && WANT_BLAS=openblas
 
 # name=model_dir:stamp (paths relative to the repo root)
 MODELS=(
@@ -29,7 +40,8 @@ for m in "${MODELS[@]}"; do
   name=${m%%=*}; rest=${m#*=}; dir=${rest%%:*}; stamp=${rest#*:}
   st=.cache/parity/$name.safetensors; js=.cache/parity/$name.json
   if [ "$FORCE" = 0 ] && [ -f "$st" ] && [ -f "$js" ] && [ "$st" -nt "$stamp" ] \
-     && [ "$st" -nt scripts/parity/reference.py ] && [ "$js" -nt "$stamp" ]; then
+     && [ "$st" -nt scripts/parity/reference.py ] && [ "$js" -nt "$stamp" ] \
+     && grep -q "\"blas\": \"$WANT_BLAS" "$js"; then
     continue
   fi
   todo+=("$name=$dir")
@@ -39,6 +51,10 @@ if [ ${#todo[@]} -eq 0 ]; then
   log "parity references up to date (.cache/parity)"
   exit 0
 fi
-log "computing mlx-lm reference outputs: ${todo[*]%%=*}"
-"$PY" scripts/parity/reference.py "${todo[@]}"
+log "computing mlx-lm reference outputs (BLAS: $WANT_BLAS): ${todo[*]%%=*}"
+if [ -n "$OPENBLAS" ]; then
+  LD_PRELOAD="$OPENBLAS${LD_PRELOAD:+:$LD_PRELOAD}" "$PY" scripts/parity/reference.py "${todo[@]}"
+else
+  "$PY" scripts/parity/reference.py "${todo[@]}"
+fi
 log "parity references ready (.cache/parity)"

@@ -3,7 +3,8 @@
 //! supported model_type, a 4-bit fixture from mlx-lm's converter, and the real default model and
 //! Gemma 3 270M in f32), greedy generation of 64 tokens with EOS ignored must give identical ids, and at every
 //! position max|Δlogit| / max|ref logit| ≤ 1e-3. A divergence is only excused where the
-//! reference's own top-2 gap is below 1e-4 at that step.
+//! reference's own top-2 gap is below 1e-4 at that step. The reference must have run under the
+//! same kind of BLAS as this binary (OpenBLAS when linked: run_all.sh preloads it for mlx-lm).
 
 use std::path::{Path, PathBuf};
 
@@ -95,8 +96,15 @@ fn greedy_ids_and_logits_match_mlx_lm() {
     for req in REQUIRED {
         assert!(names.iter().any(|n| n == req), "missing parity reference '{req}' (have {names:?})");
     }
+    let ours = mlx_serving_core::services::blas::blas_info().kind;
     let mut failures = Vec::new();
     for f in &files {
+        let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let theirs = meta["blas"].as_str().unwrap_or("reference (bundled)").split(' ').next().unwrap_or("").to_owned();
+        if theirs != ours {
+            failures.push(format!("{f:?}: reference computed under BLAS '{theirs}', this binary uses '{ours}': rerun scripts/parity/run_all.sh"));
+            continue;
+        }
         let r = load_reference(f);
         match run_case(&r) {
             Ok(c) => eprintln!(

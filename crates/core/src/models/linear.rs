@@ -115,7 +115,7 @@ fn load_quantized(w: &WeightMap, prefix: &str, quant: Option<&QuantizationConfig
     Ok(Some(Quantized { weight, scales, biases, group_size, bits }))
 }
 
-fn module_params(cfg: &QuantizationConfig, prefix: &str) -> (i32, i32) {
+pub(crate) fn module_params(cfg: &QuantizationConfig, prefix: &str) -> (i32, i32) {
     match cfg.overrides.get(prefix).and_then(|v| v.as_object()) {
         Some(o) => (
             o.get("group_size").and_then(|v| v.as_i64()).map(|v| v as i32).unwrap_or(cfg.group_size),

@@ -2,6 +2,7 @@
 //! and the architecture implementations. One file per architecture family.
 
 pub mod causal;
+pub mod compute;
 pub mod config;
 pub mod gemma3;
 pub mod gguf;
@@ -13,6 +14,7 @@ pub mod weights;
 use std::path::Path;
 
 pub use causal::{CausalModel, Segment};
+pub use compute::{ComputeDtype, WeightPlan};
 pub use config::{Architecture, ModelConfig};
 pub use gemma3::Gemma3Model;
 pub use llama::LlamaModel;
@@ -20,20 +22,41 @@ use weights::WeightMap;
 
 use crate::error::{EngineError, EngineResult};
 
-/// Loads the language model in `dir` (config.json + safetensors) and materializes its weights,
-/// so a truncated or unreadable file fails here, at load time, not at the first token.
+/// Loads the language model in `dir` (config.json + safetensors) in the backend's fastest
+/// compute form (`ComputeDtype::Auto`) and materializes its weights.
 pub fn load_language_model(dir: &Path) -> EngineResult<(CausalModel, ModelStats)> {
+    load_language_model_with(dir, ComputeDtype::Auto)
+}
+
+/// Loads the model with the given compute dtype choice and materializes its weights, so a
+/// truncated or unreadable file fails here, at load time, not at the first token.
+pub fn load_language_model_with(dir: &Path, compute: ComputeDtype) -> EngineResult<(CausalModel, ModelStats)> {
     let config = ModelConfig::from_dir(dir)?;
     let mut weights = WeightMap::load_dir(dir)?;
     if let Some(prefix) = &config.weight_prefix {
         weights.keep_prefixed(prefix);
     }
-    build_model(config, weights)
+    build_model_with(config, weights, compute)
 }
 
-/// Builds the architecture `config` names from `weights` and materializes them.
+/// Builds the architecture `config` names from `weights` (in the backend's compute form) and
+/// materializes them.
 pub fn build_model(config: ModelConfig, weights: WeightMap) -> EngineResult<(CausalModel, ModelStats)> {
-    let stats = ModelStats { parameter_count: weights.parameter_count(), dtype: weights.dtype_name() };
+    build_model_with(config, weights, ComputeDtype::Auto)
+}
+
+pub fn build_model_with(config: ModelConfig, mut weights: WeightMap, compute: ComputeDtype) -> EngineResult<(CausalModel, ModelStats)> {
+    let stored_dtype = weights.dtype_name();
+    let parameter_count = weights.parameter_count();
+    let plan = WeightPlan::resolve(compute, crate::services::runtime_info::device());
+    compute::apply(plan, &mut weights, config.quantization.as_ref())?;
+    let stats = ModelStats {
+        parameter_count,
+        dtype: compute::compute_dtype_name(&weights),
+        stored_dtype,
+        memory_bytes: compute::weight_bytes(&weights),
+        dequantized: plan.dequantize && config.quantization.is_some() && !weights.names().any(|k| k.ends_with(".scales")),
+    };
     let model = match config.architecture {
         Architecture::Llama => CausalModel::Llama(LlamaModel::load(config, &weights)?),
         Architecture::Gemma3 => CausalModel::Gemma3(Gemma3Model::load(config, &weights)?),
@@ -46,5 +69,12 @@ pub fn build_model(config: ModelConfig, weights: WeightMap) -> EngineResult<(Cau
 #[derive(Debug, Clone)]
 pub struct ModelStats {
     pub parameter_count: u64,
+    /// The dtype the model computes in (after the load-time conversion).
     pub dtype: String,
+    /// The dtype in the model folder.
+    pub stored_dtype: String,
+    /// Bytes of weights held in memory.
+    pub memory_bytes: u64,
+    /// Quantized layers were expanded to dense weights at load.
+    pub dequantized: bool,
 }

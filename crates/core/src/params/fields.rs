@@ -328,6 +328,14 @@ pub(crate) const CONTEXT_LENGTH: FieldRule = FieldRule::new(
 );
 pub(crate) const PARAMETERS: FieldRule =
     FieldRule::new("parameters", &["params"], Kind::Object, "an object");
+/// EXT: the weights' compute form (`auto`: f32 on the CPU backend, as stored on GPUs).
+pub(crate) const COMPUTE_DTYPE: FieldRule = FieldRule::new(
+    "computeDtype",
+    &["compute_dtype"],
+    Kind::OneOf(&["auto", "float32", "as-stored"]),
+    "one of: auto, float32, as-stored",
+)
+.msgs("Invalid enum value. Expected 'auto' | 'float32' | 'as-stored'", "");
 
 // ModelDescriptor (`model` given as an object).
 pub(crate) const DESC_VARIANT: FieldRule = FieldRule::new("variant", &[], Kind::Str, "a string");

@@ -5,12 +5,13 @@ use serde_json::{Map, Value};
 
 use super::defaults::{parse_sampling, ModelDefaults};
 use super::fields::{
-    take_model_id, CONTEXT_LENGTH, DESC_FAMILY, DESC_MODALITY, DESC_PATH, DESC_SOURCE,
+    take_model_id, COMPUTE_DTYPE, CONTEXT_LENGTH, DESC_FAMILY, DESC_MODALITY, DESC_PATH, DESC_SOURCE,
     DESC_TOKENIZER, DESC_VARIANT, DRAFT, LOCAL_PATH, PARAMETERS, QUANTIZATION, REVISION,
     TOKENIZER_SPECIAL_TOKENS, TOKENIZER_TYPE, TOKENIZER_VOCAB_SIZE, TRUST_REMOTE_CODE,
 };
 use super::rules::{child, js_type, lookup, to_string, to_u32, Issues, Stage};
 use crate::error::EngineResult;
+use crate::models::ComputeDtype;
 
 /// Validated `loadModel` options.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,8 @@ pub struct LoadModelOptions {
     pub defaults: ModelDefaults,
     /// `contextLength`/`context_length`: used when config.json names none (§8.1).
     pub context_length: Option<u32>,
+    /// EXT `computeDtype`/`compute_dtype`: `auto` (default) | `float32` | `as-stored`.
+    pub compute_dtype: ComputeDtype,
 }
 
 /// Normalizes and validates raw `loadModel`/`load_model` options (§5.2, §6.2). A string is
@@ -99,6 +102,11 @@ pub(crate) fn parse_load_options(
         .map(to_string)
         .filter(|p| !p.is_empty());
     let context_length = CONTEXT_LENGTH.take(obj, &[], stage, issues).map(to_u32);
+    let compute_dtype = COMPUTE_DTYPE
+        .take(obj, &[], stage, issues)
+        .and_then(Value::as_str)
+        .and_then(ComputeDtype::parse)
+        .unwrap_or_default();
     let defaults = parse_defaults(obj, stage, issues);
     // §10.2: `..` in a model path is a parameter error (no escaping a trusted directory).
     for (field, value) in [("model", id.as_deref()), ("localPath", local_path.as_deref()), ("model.path", descriptor_path.as_deref())] {
@@ -120,6 +128,7 @@ pub(crate) fn parse_load_options(
         trust_remote_code,
         defaults,
         context_length,
+        compute_dtype,
     })
 }
 
@@ -287,6 +296,14 @@ mod tests {
                 Some(q)
             );
         }
+    }
+
+    #[test]
+    fn compute_dtype_option() {
+        assert_eq!(ok(json!("a")).compute_dtype, ComputeDtype::Auto);
+        assert_eq!(ok(json!({"model": "a", "computeDtype": "float32"})).compute_dtype, ComputeDtype::Float32);
+        assert_eq!(ok(json!({"model": "a", "compute_dtype": "as-stored"})).compute_dtype, ComputeDtype::AsStored);
+        assert_eq!(field(json!({"model": "a", "computeDtype": "f16"})), "computeDtype");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The engine's services (the seed's ADR-011 split, natively): runtime lifecycle (the engine
 //! thread, in `crate::engine`), model lifecycle, generation, runtime info, draft-model compatibility.
 
+pub mod blas;
 pub mod draft_compat;
 pub mod generation;
 pub mod model_lifecycle;

@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
-use crate::models::{load_language_model, CausalModel};
+use crate::models::{load_language_model_with, CausalModel, ModelStats};
 use crate::params::{LoadModelOptions, ModelDefaults};
 use crate::services::draft_compat::DraftPairs;
 use crate::models::gguf::{is_gguf_path, load_gguf_model, GgufModelFile};
@@ -114,10 +114,10 @@ impl ModelRegistry {
             let (model, stats) = load_gguf_model(&g)?;
             (model, stats, tokenizer)
         } else {
-            let (model, stats) = load_language_model(&dir)?;
+            let (model, stats) = load_language_model_with(&dir, opts.compute_dtype)?;
             (model, stats, TextTokenizer::from_dir(&dir)?)
         };
-        let handle = build_handle(&opts, &dir, &model, &tokenizer, stats.parameter_count, &stats.dtype);
+        let handle = build_handle(&opts, &dir, &model, &tokenizer, &stats);
         let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts };
         // Different options for the same id replace it.
         self.models.retain(|m| m.id != loaded.id);
@@ -174,7 +174,7 @@ impl ModelRegistry {
 }
 
 fn same_variant(a: &LoadModelOptions, b: &LoadModelOptions) -> bool {
-    a.draft == b.draft && a.revision == b.revision && a.quantization == b.quantization && a.local_path == b.local_path
+    a.draft == b.draft && a.revision == b.revision && a.quantization == b.quantization && a.local_path == b.local_path && a.compute_dtype == b.compute_dtype
 }
 
 /// The folder (or `.gguf` file) to load: `localPath` when given, else the model id (or
@@ -194,7 +194,7 @@ fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
     Ok(dir)
 }
 
-fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &CausalModel, tok: &TextTokenizer, params: u64, dtype: &str) -> Value {
+fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &CausalModel, tok: &TextTokenizer, stats: &ModelStats) -> Value {
     let cfg = model.config();
     let context_length = cfg.context_length.or(opts.context_length).unwrap_or(DEFAULT_CONTEXT_LENGTH);
     let quantization = match &cfg.quantization {
@@ -204,8 +204,13 @@ fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &CausalModel, tok: &
         None => opts.quantization.clone().unwrap_or_else(|| "none".into()),
     };
     let mut metadata = json!({
-        "parameterCount": params,
-        "dtype": dtype,
+        "parameterCount": stats.parameter_count,
+        // EXT: `dtype` is the compute dtype (CPU backend: f32, DESIGN.md decision 8);
+        // `storedDtype` what the folder holds; `memoryUsage` the weights' bytes in memory.
+        "dtype": stats.dtype,
+        "storedDtype": stats.stored_dtype,
+        "memoryUsage": stats.memory_bytes,
+        "dequantized": stats.dequantized,
         "isVisionModel": false,
         "tokenizerType": "huggingface",
         "quantization": quantization,

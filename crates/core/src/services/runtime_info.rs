@@ -1,4 +1,5 @@
-//! Runtime facts: package and MLX versions, the device MLX computes on, capabilities.
+//! Runtime facts: package and MLX versions, the device MLX computes on, the BLAS serving its CPU
+//! matmuls, capabilities.
 
 use serde_json::{json, Value};
 
@@ -39,6 +40,17 @@ pub fn runtime_info(package_version: &str) -> Value {
         "protocol": "json-rpc-2.0",
         "capabilities": CAPABILITIES,
         "mlxSupported": true,
-        "backend": {"device": device(), "mlxVersion": mlx},
+        "backend": backend(&mlx),
     })
+}
+
+/// `{device, mlxVersion, blas, blasThreads?}`: `blas` names the library serving MLX's
+/// `cblas_sgemm` (services::blas), e.g. `openblas (libopenblas.so.0)`.
+fn backend(mlx: &str) -> Value {
+    let blas = super::blas::blas_info();
+    let mut b = json!({"device": device(), "mlxVersion": mlx, "blas": blas.describe()});
+    if let Some(n) = blas.threads {
+        b["blasThreads"] = json!(n);
+    }
+    b
 }
