@@ -1,7 +1,10 @@
-//! Token generation: KV cache, sampler, per-stream state machine and the chunks it emits.
+//! Token generation: KV cache, sampler, structured-output constraints, per-stream state machine
+//! and the chunks it emits.
 
 pub mod chunk;
+pub mod constraint;
 pub mod kv_cache;
+pub mod mask_worker;
 pub mod sampler;
 pub mod stream;
 

@@ -54,9 +54,15 @@ impl Sampler {
         Ok(Sampler { params, key, seen, generated: HashMap::new() })
     }
 
-    /// logits: [vocab] (any float dtype). Returns the chosen id and its log-probability.
-    pub fn sample(&mut self, logits: &Array) -> MlxResult<Sampled> {
-        let logits = self.penalized(&logits.as_dtype(mlx_rs::Dtype::Float32)?)?;
+    /// logits: [vocab] (any float dtype). `allowed` (structured output): a bool [vocab] mask;
+    /// disallowed ids get -inf before penalties, temperature and filters, so every sampling
+    /// mode draws only allowed ids. Returns the chosen id and its log-probability.
+    pub fn sample(&mut self, logits: &Array, allowed: Option<&Array>) -> MlxResult<Sampled> {
+        let mut logits = logits.as_dtype(mlx_rs::Dtype::Float32)?;
+        if let Some(mask) = allowed {
+            logits = ops::select(mask, &logits, &Array::from_f32(f32::NEG_INFINITY))?;
+        }
+        let logits = self.penalized(&logits)?;
         let p = &self.params;
         let (token, logprobs) = if p.temperature <= 0.0 {
             (argmax_axis(&logits, -1, None)?, log_softmax(&logits)?)

@@ -13,7 +13,9 @@ use mlx_rs::Array;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::chunk::{Chunk, FinishReason, GenerationStats};
+use super::constraint::JsonConstraint;
 use super::kv_cache::KvCache;
+use super::mask_worker::MaskPipeline;
 use super::sampler::{Sampler, SamplingParams};
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::services::model_lifecycle::LoadedModel;
@@ -34,6 +36,8 @@ pub struct StreamRequest {
     pub stop_sequences: Vec<String>,
     pub stop_token_ids: Vec<u32>,
     pub deadline: Option<Instant>,
+    /// Structured output: the compiled grammar (spec §7.7).
+    pub constraint: Option<JsonConstraint>,
 }
 
 pub struct GenerationStream {
@@ -41,6 +45,8 @@ pub struct GenerationStream {
     model: Rc<LoadedModel>,
     cache: Vec<KvCache>,
     sampler: Sampler,
+    /// Structured output: the grammar, stepped on its own thread.
+    guide: Option<MaskPipeline>,
     detok: StreamingDetokenizer,
     stops: StopMatcher,
     tx: UnboundedSender<Chunk>,
@@ -61,13 +67,15 @@ pub enum Step {
 }
 
 impl GenerationStream {
-    pub fn new(req: StreamRequest, model: Rc<LoadedModel>, tx: UnboundedSender<Chunk>, cancel: Arc<AtomicU8>) -> EngineResult<Self> {
+    pub fn new(mut req: StreamRequest, model: Rc<LoadedModel>, tx: UnboundedSender<Chunk>, cancel: Arc<AtomicU8>) -> EngineResult<Self> {
         let sampler = Sampler::new(req.sampling.clone(), &req.prompt)?;
         let detok = StreamingDetokenizer::new(&model.tokenizer);
         let stops = StopMatcher::new(req.stop_sequences.clone());
+        let guide = req.constraint.take().map(MaskPipeline::spawn).transpose()?;
         Ok(GenerationStream {
             cache: model.model.new_cache(),
             sampler,
+            guide,
             detok,
             stops,
             model,
@@ -130,6 +138,9 @@ impl GenerationStream {
         if self.req.max_tokens == 0 {
             return Ok(Some(FinishReason::Length));
         }
+        if self.guide.as_ref().is_some_and(MaskPipeline::is_finished) {
+            return Ok(Some(FinishReason::Stop));
+        }
         let input: Vec<i32> = match self.last_token {
             None => self.req.prompt.iter().map(|&t| t as i32).collect(),
             Some(t) => vec![t as i32],
@@ -138,13 +149,23 @@ impl GenerationStream {
         let logits = self.model.model.forward(&ids, &mut self.cache, true)?;
         let vocab = logits.shape()[2];
         let logits = logits.reshape(&[vocab])?;
-        let sampled = self.sampler.sample(&logits)?;
+        let allowed = match self.guide.as_mut() {
+            Some(guide) => match guided_mask(guide, &logits, vocab)? {
+                Some(mask) => Some(mask),
+                None => return Ok(Some(FinishReason::Stop)), // complete: only EOS may follow
+            },
+            None => None,
+        };
+        let sampled = self.sampler.sample(&logits, allowed.as_ref())?;
         self.last_token = Some(sampled.token);
-        if self.model.tokenizer.eos_ids().contains(&sampled.token) {
+        if self.model.tokenizer.eos_ids().contains(&sampled.token) || self.guide.as_ref().is_some_and(|g| g.is_eos(sampled.token)) {
             return Ok(Some(FinishReason::Eos));
         }
         if self.req.stop_token_ids.contains(&sampled.token) {
             return Ok(Some(FinishReason::Stop));
+        }
+        if let Some(guide) = self.guide.as_mut() {
+            guide.commit(sampled.token)?;
         }
         self.generated += 1;
         self.first_token_at.get_or_insert_with(Instant::now);
@@ -216,6 +237,20 @@ impl GenerationStream {
         // A closed receiver means the consumer is gone; the next step notices and stops.
         let _ = self.tx.send(chunk);
     }
+}
+
+/// The bool [vocab] mask of the current position, or None when the grammar is complete and
+/// only EOS may follow. The logits are evaluated first so that the device computes them while
+/// the mask thread finishes the mask.
+fn guided_mask(guide: &mut MaskPipeline, logits: &Array, vocab: i32) -> EngineResult<Option<Array>> {
+    logits.eval()?;
+    let mask = guide.take_mask()?;
+    if mask.only_eos {
+        return Ok(None);
+    }
+    let mut allowed = mask.allowed;
+    allowed.resize(vocab as usize, false);
+    Ok(Some(Array::from_slice(&allowed, &[vocab])))
 }
 
 fn finite(x: f32) -> Option<f32> {

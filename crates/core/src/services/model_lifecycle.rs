@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
+use crate::generation::constraint::GuidanceCache;
 use crate::models::{load_language_model, LlamaModel};
 use crate::params::{LoadModelOptions, ModelDefaults};
 use crate::text::TextTokenizer;
@@ -26,6 +27,8 @@ pub struct LoadedModel {
     pub defaults: ModelDefaults,
     pub handle: Value,
     pub options: LoadModelOptions,
+    /// Structured-output tokenizer state, built on the first structured request.
+    pub guidance: GuidanceCache,
 }
 
 /// One published entry of the snapshot.
@@ -106,7 +109,7 @@ impl ModelRegistry {
         let (model, stats) = load_language_model(&dir)?;
         let tokenizer = TextTokenizer::from_dir(&dir)?;
         let handle = build_handle(&opts, &dir, &model, &tokenizer, stats.parameter_count, &stats.dtype);
-        let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts };
+        let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts, guidance: GuidanceCache::default() };
         // Different options for the same id replace it.
         self.models.retain(|m| m.id != loaded.id);
         let mut evicted = Vec::new();

@@ -29,7 +29,7 @@ pub fn device() -> &'static str {
     }
 }
 
-pub const CAPABILITIES: &[&str] = &["load_model", "generate", "tokenize", "batch_tokenize"];
+pub const CAPABILITIES: &[&str] = &["load_model", "generate", "tokenize", "batch_tokenize", "guidance"];
 
 pub fn runtime_info(package_version: &str) -> Value {
     let mlx = mlx_version();
