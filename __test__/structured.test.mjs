@@ -3,7 +3,7 @@
 // $ref/$defs, enums, const, required/optional, anyOf, patterns, string formats and number
 // ranges, plus real-world shapes (a tool call, a product listing, an address book). Every output
 // must parse and validate with ajv. The real default model runs all of them greedily and five at
-// temperature 1 with three seeds; the random-weight fixture (noise unless constrained) runs all
+// temperature 1 with three seeds (the five shortest documents, to keep the suite under 10 min); the random-weight fixture (noise unless constrained) runs all
 // of them at temperature 1 with several seeds.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -40,7 +40,9 @@ async function structured(params, schema) {
   const meta = chunks.at(-1);
   expect(meta.type, JSON.stringify(meta)).toBe('metadata');
   const text = chunks.filter((c) => c.type === 'token').map((c) => c.token).join('');
-  return { text, finishReason: meta.stats.finishReason };
+  const { finishReason, tokensGenerated, totalTime } = meta.stats;
+  if (process.env.SHOW_STRUCTURED) console.log(`[${finishReason}, ${tokensGenerated} tokens, ${totalTime.toFixed(1)} s] ${text}`);
+  return { text, finishReason };
 }
 
 function expectValid(name, { text, finishReason }) {
@@ -65,26 +67,25 @@ describe('structured output with the real default model', () => {
 
   for (const c of SCHEMAS) {
     it(`${c.name} at temperature 0`, async () => {
-      expectValid(c.name, await structured({ ...chat(c), temperature: 0 }, c.schema));
+      const doc = expectValid(c.name, await structured({ ...chat(c), temperature: 0 }, c.schema));
+      if (c.name === 'tool_call') {
+        // The model's own choice, steered by the prompt, within the grammar.
+        expect(doc.name).toBe('get_weather');
+        expect(doc.arguments.location).toContain('Paris');
+      }
     });
   }
 
-  const SAMPLED = ['tool_call', 'product_listing', 'address_book', 'weather_reading', 'todo_list'];
+  // The five with the shortest documents (the real model decodes a few tokens per second here).
+  const SAMPLED = ['tool_call', 'color_enum', 'any_of_value', 'const_envelope', 'sentiment'];
   for (const name of SAMPLED) {
-    it(`${name} at temperature 1, seeds 1-3`, async () => {
+    it(`${name} at temperature 1 (topP 0.95), seeds 1-3`, async () => {
       const c = SCHEMAS.find((s) => s.name === name);
       for (const seed of [1, 2, 3]) {
         expectValid(name, await structured({ ...chat(c), temperature: 1, topP: 0.95, seed }, c.schema));
       }
     });
   }
-
-  it('the tool call names the weather tool for Paris', async () => {
-    const c = SCHEMAS.find((s) => s.name === 'tool_call');
-    const doc = expectValid(c.name, await structured({ ...chat(c), temperature: 0 }, c.schema));
-    expect(doc.name).toBe('get_weather');
-    expect(doc.arguments.location).toContain('Paris');
-  });
 });
 
 describe('structured output on the random-weight fixture (valid only through the constraint)', () => {

@@ -1,13 +1,16 @@
 //! Times what the structured-output mask thread does per token (llguidance `commit` +
 //! `compute_mask` + conversion to a bool mask) with a real tokenizer, for every schema of
-//! `tests/data/structured_schemas.json`, walking random valid paths through each grammar.
+//! `tests/data/structured_schemas.json`, walking random valid paths through each grammar; then
+//! the cost that stays on the decode path (mask array + masked sampling vs plain sampling).
 //! Usage: cargo run --release -p mlx-serving-core --example guidance_mask [model_dir]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mlx_rs::Array;
 use mlx_serving_core::generation::constraint::{Guidance, JsonConstraint};
+use mlx_serving_core::generation::sampler::{Sampler, SamplingParams};
 use mlx_serving_core::text::TextTokenizer;
 use serde_json::Value;
 
@@ -51,6 +54,33 @@ fn main() {
     report("schema compile", &mut compile);
     report("compute_mask (incl. bool mask)", &mut masks);
     report("commit", &mut commits);
+    sampling_cost(guidance.vocab(), "greedy", SamplingParams::default());
+    sampling_cost(guidance.vocab(), "temperature 1, top-p 0.95", SamplingParams { temperature: 1.0, top_p: 0.95, seed: Some(1), ..Default::default() });
+}
+
+/// The part that stays on the decode path: building the mask array and applying it in the
+/// sampler, vs the same sampling without a mask.
+fn sampling_cost(vocab: usize, what: &str, params: SamplingParams) {
+    let logits: Vec<f32> = (0..vocab).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
+    let allowed: Vec<bool> = (0..vocab).map(|i| i % 3 == 0).collect();
+    let (mut plain, mut masked) = (vec![], vec![]);
+    let mut sampler = Sampler::new(params, &[]).unwrap();
+    for i in 0..400 {
+        let l = Array::from_slice(&logits, &[vocab as i32]);
+        l.eval().unwrap();
+        let t = Instant::now();
+        if i % 2 == 0 {
+            sampler.sample(&l, None).unwrap();
+            plain.push(t.elapsed());
+        } else {
+            let mask = Array::from_slice(&allowed, &[vocab as i32]);
+            let s = sampler.sample(&l, Some(&mask)).unwrap();
+            assert!(allowed[s.token as usize]);
+            masked.push(t.elapsed());
+        }
+    }
+    report(&format!("sample, {what}, no mask"), &mut plain);
+    report(&format!("sample, {what}, mask array + -inf select"), &mut masked);
 }
 
 fn ms(d: Duration) -> f64 {
