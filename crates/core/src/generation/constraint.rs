@@ -172,3 +172,78 @@ fn with_compact_whitespace(schema: &Value) -> Value {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::test_fixtures::{byte_level_json, model_dir, sentencepiece_json};
+    use serde_json::json;
+
+    fn tokenizer(tok: Value, eos: &str) -> TextTokenizer {
+        let cfg = json!({"eos_token": eos});
+        TextTokenizer::from_dir(&model_dir(&[("tokenizer.json", &tok), ("tokenizer_config.json", &cfg)])).unwrap()
+    }
+
+    /// Feeds the tokenization of a valid document token by token: each id must be in the mask,
+    /// specials never are, EOS only once the document is complete.
+    fn walk(tok: &TextTokenizer, schema: Value, doc: &str) {
+        let mut c = JsonConstraint::new(&schema, tok).unwrap();
+        let mut ids = tok.encode(doc, false).unwrap();
+        // SentencePiece prepends '▁' to the text; the trie's tokenizer does not (see ByteTokenizer).
+        if tok.id_to_token(ids[0]).as_deref() == Some("▁") {
+            ids.remove(0);
+        }
+        let eos = tok.eos_ids()[0];
+        assert!(ids.iter().any(|&i| tok.id_to_token(i).is_some_and(|t| t.starts_with("<0x") || t.len() < 3)), "doc exercises byte tokens: {ids:?}");
+        for (step, &id) in ids.iter().enumerate() {
+            assert!(!c.is_finished());
+            let mask = c.compute_mask().unwrap();
+            assert!(mask.allowed[id as usize], "step {step}: {:?} not allowed", tok.id_to_token(id));
+            assert!(!mask.allowed[eos as usize] && !mask.only_eos, "step {step}: EOS allowed too early");
+            assert!((0..3).all(|s| s == eos || !mask.allowed[s as usize]), "special tokens are never text");
+            c.commit(id).unwrap();
+        }
+        assert!(c.eos_allowed());
+        assert!(c.is_finished() || c.compute_mask().unwrap().only_eos, "the document is complete");
+    }
+
+    const SCHEMA: &str = r#"{"type": "object", "properties": {"city": {"type": "string"}, "n": {"type": "integer"}},
+                             "required": ["city", "n"], "additionalProperties": false}"#;
+
+    #[test]
+    fn byte_level_vocab_with_partial_utf8_tokens() {
+        let tok = tokenizer(byte_level_json(), "<|im_end|>");
+        walk(&tok, serde_json::from_str(SCHEMA).unwrap(), r#"{"city":"Hello world café 你好 😀","n":42}"#);
+    }
+
+    #[test]
+    fn sentencepiece_vocab_with_byte_fallback() {
+        let tok = tokenizer(sentencepiece_json(false), "</s>");
+        walk(&tok, serde_json::from_str(SCHEMA).unwrap(), r#"{"city":"Hello café 你好","n":7}"#);
+    }
+
+    #[test]
+    fn mask_is_padded_to_the_model_vocabulary_and_first_step_is_an_opening_brace() {
+        let tok = tokenizer(byte_level_json(), "<|im_end|>");
+        let g = Arc::new(Guidance::new(&tok, tok.vocab_size() + 64).unwrap());
+        let mut c = JsonConstraint::with_guidance(&serde_json::from_str(SCHEMA).unwrap(), g).unwrap();
+        let mask = c.compute_mask().unwrap();
+        assert_eq!(mask.allowed.len(), tok.vocab_size() + 64);
+        assert!(!mask.allowed[tok.vocab_size()..].iter().any(|&a| a), "padding ids are never allowed");
+        let allowed: Vec<String> = (0..tok.vocab_size() as u32).filter(|&i| mask.allowed[i as usize]).map(|i| tok.decode(&[i], false).unwrap()).collect();
+        assert!(allowed.iter().all(|t| "{\"city\"".starts_with(t.as_str())), "{allowed:?}");
+    }
+
+    #[test]
+    fn refused_requests_are_guidance_errors() {
+        let tok = tokenizer(byte_level_json(), "<|im_end|>");
+        let err = JsonConstraint::new(&json!({"type": "nope"}), &tok).err().unwrap();
+        assert_eq!(err.code, ErrorCode::GuidanceError);
+        let yaml = StructuredOutput { schema: json!({"type": "object"}), format: "yaml".into() };
+        let err = JsonConstraint::from_structured(&yaml, || panic!("not built for a refused format")).err().unwrap();
+        assert_eq!(err.code, ErrorCode::GuidanceError);
+        let big = json!({"enum": [("x".repeat(MAX_SCHEMA_BYTES))]});
+        let err = JsonConstraint::new(&big, &tok).err().unwrap();
+        assert!(err.message.contains("32768"), "{}", err.message);
+    }
+}
