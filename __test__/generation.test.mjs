@@ -284,18 +284,21 @@ describe('prompt forms (§7.5)', () => {
 });
 
 describe('structured output and draft models (§7.7, §7.8)', () => {
-  it('structured JSON: valid JSON when "guidance" is a capability, else GuidanceError', async () => {
+  it('structured JSON: the output parses and matches the schema (details: structured.test.mjs)', async () => {
     const { capabilities } = await engine.getRuntimeInfo();
-    const schema = { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] };
-    const request = greedy({ maxTokens: 40, structured: { format: 'json', schema } });
-    if (capabilities.includes('guidance')) {
-      const out = JSON.parse(await engine.generate(request));
-      expect(Number.isInteger(out.a)).toBe(true);
-    } else {
-      const err = await firstNextRejection(engine.createGenerator(request));
-      expect(err).toBeInstanceOf(EngineClientError);
-      expect(err.code).toBe('GuidanceError');
-    }
+    expect(capabilities).toContain('guidance');
+    const schema = {
+      type: 'object', properties: { a: { type: 'integer', minimum: 0, maximum: 999 } }, required: ['a'], additionalProperties: false,
+    };
+    const out = JSON.parse(await engine.generate(greedy({ maxTokens: 40, structured: { format: 'json', schema } })));
+    expect(Object.keys(out)).toEqual(['a']);
+    expect(Number.isInteger(out.a)).toBe(true);
+  });
+
+  it("structured format 'yaml' → GuidanceError from the first next()", async () => {
+    const err = await firstNextRejection(engine.createGenerator(greedy({ structured: { format: 'yaml', schema: {} } })));
+    expect(err).toBeInstanceOf(EngineClientError);
+    expect(err.code).toBe('GuidanceError');
   });
 
   it('an unknown draftModel id → ModelNotLoaded', async () => {

@@ -149,11 +149,6 @@ impl Worker {
             .registry
             .get(&s.params.model)
             .ok_or_else(|| EngineError::model_not_loaded(format!("Model not loaded: {}", s.params.model)))?;
-        if s.params.structured.is_some() {
-            // Constrained decoding arrives with llguidance; until then say so instead of
-            // silently producing unconstrained text.
-            return Err(EngineError::new(ErrorCode::GuidanceError, "Structured output is not supported by this build yet"));
-        }
         if let Some(draft) = &s.params.draft_model {
             // Speculative decoding is lossless, so until it exists plain decoding gives the
             // same output; an unknown draft id is still an error (spec §7.8).

@@ -1,9 +1,12 @@
-//! Token generation: KV cache, sampler, per-stream state machine and the chunks it emits.
+//! Token generation: KV cache, sampler, structured-output constraints, per-stream state machine
+//! and the chunks it emits.
 
 pub mod chunk;
+pub mod constraint;
 pub mod kv_cache;
 pub mod prefix_cache;
 pub mod rotating_cache;
+pub mod mask_worker;
 pub mod sampler;
 pub mod stream;
 

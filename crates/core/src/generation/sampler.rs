@@ -55,8 +55,8 @@ impl Sampler {
     }
 
     /// logits: [vocab] (any float dtype). Returns the chosen id and its log-probability.
-    pub fn sample(&mut self, logits: &Array) -> MlxResult<Sampled> {
-        let (token, lp) = self.sample_lazy(logits)?;
+    pub fn sample(&mut self, logits: &Array, allowed: Option<&Array>) -> MlxResult<Sampled> {
+        let (token, lp) = self.sample_lazy(logits, allowed)?;
         mlx_rs::transforms::eval([&token, &lp])?;
         let sampled = Sampled { token: token.item_cast::<u32>(), logprob: lp.item_cast::<f32>() };
         self.commit(sampled.token);
@@ -65,8 +65,14 @@ impl Sampler {
 
     /// Builds (does not evaluate) the chosen id and its log-probability, so that the rows of a
     /// batch are evaluated together; call [`Self::commit`] with the evaluated id afterwards.
-    pub fn sample_lazy(&mut self, logits: &Array) -> MlxResult<(Array, Array)> {
-        let logits = self.penalized(&logits.as_dtype(mlx_rs::Dtype::Float32)?)?;
+    /// `allowed` (structured output): a bool [vocab] mask; disallowed ids get -inf before
+    /// penalties, temperature and filters, so every sampling mode draws only allowed ids.
+    pub fn sample_lazy(&mut self, logits: &Array, allowed: Option<&Array>) -> MlxResult<(Array, Array)> {
+        let mut logits = logits.as_dtype(mlx_rs::Dtype::Float32)?;
+        if let Some(mask) = allowed {
+            logits = ops::select(mask, &logits, &Array::from_f32(f32::NEG_INFINITY))?;
+        }
+        let logits = self.penalized(&logits)?;
         let p = &self.params;
         let (token, logprobs) = if p.temperature <= 0.0 {
             (argmax_axis(&logits, -1, None)?, log_softmax(&logits)?)

@@ -13,7 +13,9 @@ use mlx_rs::Array;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::chunk::{Chunk, FinishReason, GenerationStats};
+use super::constraint::JsonConstraint;
 use super::kv_cache::KvCache;
+use super::mask_worker::MaskPipeline;
 use super::sampler::{Sampler, SamplingParams};
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::services::model_lifecycle::LoadedModel;
@@ -35,6 +37,8 @@ pub struct StreamRequest {
     pub stop_token_ids: Vec<u32>,
     pub deadline: Option<Instant>,
     pub ignore_eos: bool,
+    /// Structured output: the compiled grammar (spec §7.7).
+    pub constraint: Option<JsonConstraint>,
 }
 
 pub struct GenerationStream {
@@ -42,6 +46,10 @@ pub struct GenerationStream {
     model: Rc<LoadedModel>,
     cache: Vec<KvCache>,
     sampler: Sampler,
+    /// Structured output: the grammar, stepped on its own thread.
+    guide: Option<MaskPipeline>,
+    /// The grammar is complete: the next sample is discarded and the stream ends ('stop').
+    grammar_done: bool,
     detok: StreamingDetokenizer,
     stops: StopMatcher,
     tx: UnboundedSender<Chunk>,
@@ -66,13 +74,16 @@ pub enum Step {
 }
 
 impl GenerationStream {
-    pub fn new(req: StreamRequest, model: Rc<LoadedModel>, tx: UnboundedSender<Chunk>, cancel: Arc<AtomicU8>) -> EngineResult<Self> {
+    pub fn new(mut req: StreamRequest, model: Rc<LoadedModel>, tx: UnboundedSender<Chunk>, cancel: Arc<AtomicU8>) -> EngineResult<Self> {
+        let guide = req.constraint.take().map(MaskPipeline::spawn).transpose()?;
         let sampler = Sampler::new(req.sampling.clone(), &req.prompt)?;
         let detok = StreamingDetokenizer::new(&model.tokenizer);
         let stops = StopMatcher::new(req.stop_sequences.clone());
         Ok(GenerationStream {
             cache: model.model.new_cache(),
             sampler,
+            guide,
+            grammar_done: false,
             detok,
             stops,
             model,
@@ -127,6 +138,10 @@ impl GenerationStream {
         }
         if self.req.max_tokens == 0 {
             self.finish(FinishReason::Length);
+            return true;
+        }
+        if self.guide.as_ref().is_some_and(MaskPipeline::is_finished) {
+            self.finish(FinishReason::Stop);
             return true;
         }
         false
@@ -186,12 +201,32 @@ impl GenerationStream {
     /// Builds the sampling graph for this row's logits [vocab] (evaluated by the caller together
     /// with the other rows of the batch).
     pub fn sample_lazy(&mut self, logits: &Array) -> EngineResult<(Array, Array)> {
-        Ok(self.sampler.sample_lazy(logits)?)
+        let allowed = match self.guide.as_mut() {
+            Some(guide) => {
+                let mask = guide.take_mask()?;
+                if mask.only_eos {
+                    // Complete document: only EOS may follow; end without sampling further.
+                    self.grammar_done = true;
+                    None
+                } else {
+                    let vocab = *logits.shape().last().unwrap_or(&0);
+                    let mut allowed = mask.allowed;
+                    allowed.resize(vocab as usize, false);
+                    Some(Array::from_slice(&allowed, &[vocab]))
+                }
+            }
+            None => None,
+        };
+        Ok(self.sampler.sample_lazy(logits, allowed.as_ref())?)
     }
 
     /// Takes the evaluated sample: emits text, checks stop conditions. Returns `Done` when the
     /// stream has sent its terminal chunk.
     pub fn accept(&mut self, token: u32, logprob: f32) -> Step {
+        if self.grammar_done {
+            self.finish(FinishReason::Stop);
+            return Step::Done;
+        }
         self.sampler.commit(token);
         match self.on_token(token, logprob) {
             Ok(Some(reason)) => {
@@ -213,11 +248,15 @@ impl GenerationStream {
 
     fn on_token(&mut self, token: u32, logprob: f32) -> EngineResult<Option<FinishReason>> {
         self.last_token = Some(token);
-        if !self.req.ignore_eos && self.model.tokenizer.eos_ids().contains(&token) {
+        let guide_eos = self.guide.as_ref().is_some_and(|g| g.is_eos(token));
+        if guide_eos || (!self.req.ignore_eos && self.model.tokenizer.eos_ids().contains(&token)) {
             return Ok(Some(FinishReason::Eos));
         }
         if self.req.stop_token_ids.contains(&token) {
             return Ok(Some(FinishReason::Stop));
+        }
+        if let Some(guide) = self.guide.as_mut() {
+            guide.commit(token)?;
         }
         self.generated += 1;
         self.first_token_at.get_or_insert_with(Instant::now);

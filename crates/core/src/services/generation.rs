@@ -1,10 +1,12 @@
 //! GenerationService (request side): turns a validated `GeneratorParams` plus the loaded model
 //! into a `StreamRequest`: per-model defaults, prompt rendering (string, template, token ids,
-//! chat messages through the model's chat template) and tokenization.
+//! chat messages through the model's chat template), tokenization and the structured-output
+//! constraint (compiled here so that a bad schema fails the request before it starts).
 
 use std::time::{Duration, Instant};
 
 use crate::error::{EngineError, EngineResult};
+use crate::generation::constraint::JsonConstraint;
 use crate::generation::sampler::SamplingParams;
 use crate::generation::stream::StreamRequest;
 use crate::params::{apply_model_defaults, render_prompt_template, GeneratorParams, Prompt};
@@ -28,6 +30,12 @@ pub fn prepare_stream(mut params: GeneratorParams, model: &LoadedModel, id: Stri
         frequency_penalty: params.frequency_penalty.unwrap_or(0.0),
         seed: params.seed,
     };
+    let constraint = match &params.structured {
+        Some(s) => Some(JsonConstraint::from_structured(s, || {
+            model.guidance.get(&model.tokenizer, model.model.config().vocab_size.max(0) as usize)
+        })?),
+        None => None,
+    };
     Ok(StreamRequest {
         id,
         prompt,
@@ -37,6 +45,7 @@ pub fn prepare_stream(mut params: GeneratorParams, model: &LoadedModel, id: Stri
         stop_token_ids: params.stop_token_ids,
         deadline: timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
         ignore_eos: params.ignore_eos,
+        constraint,
     })
 }
 

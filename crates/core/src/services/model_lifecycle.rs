@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
+use crate::generation::constraint::GuidanceCache;
 use crate::models::{load_language_model_with, CausalModel, ModelStats};
 use crate::params::{LoadModelOptions, ModelDefaults};
 use crate::services::draft_compat::DraftPairs;
@@ -29,6 +30,8 @@ pub struct LoadedModel {
     pub defaults: ModelDefaults,
     pub handle: Value,
     pub options: LoadModelOptions,
+    /// Structured-output tokenizer state, built on the first structured request.
+    pub guidance: GuidanceCache,
 }
 
 /// One published entry of the snapshot.
@@ -118,7 +121,7 @@ impl ModelRegistry {
             (model, stats, TextTokenizer::from_dir(&dir)?)
         };
         let handle = build_handle(&opts, &dir, &model, &tokenizer, &stats);
-        let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts };
+        let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts, guidance: GuidanceCache::default() };
         // Different options for the same id replace it.
         self.models.retain(|m| m.id != loaded.id);
         self.draft_pairs.forget(&loaded.id);

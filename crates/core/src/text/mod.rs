@@ -12,7 +12,7 @@ mod hf_config;
 pub mod stop_matcher;
 mod template_fns;
 #[cfg(test)]
-mod test_fixtures;
+pub(crate) mod test_fixtures;
 pub mod tokenizer;
 
 pub use chat_template::{render_chat, ChatMessage};
