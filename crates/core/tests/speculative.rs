@@ -122,8 +122,10 @@ async fn greedy_speculative_output_is_identical_to_plain_decoding() {
                 assert!(s.draft_tokens_accepted.unwrap() <= proposed);
                 if max > 2 {
                     assert!(proposed > 0, "{target}/{draft} k {k}: nothing proposed");
+                    rates.push((target, draft, s.acceptance_rate.unwrap()));
+                } else {
+                    assert_eq!(s.acceptance_rate, Some(0.0), "nothing proposed → rate 0");
                 }
-                rates.push((target, draft, s.acceptance_rate.unwrap()));
             }
         }
     }
