@@ -307,16 +307,46 @@ describe('structured output and draft models (§7.7, §7.8)', () => {
     expect(err.code).toBe('ModelNotLoaded');
   });
 
-  it('speculative decoding with a draft model is lossless at temperature 0', async () => {
-    const plain = idsOf(await run(greedy({ maxTokens: 16 })));
+  it('speculative decoding with a draft model is lossless at temperature 0 and reports draft stats', async () => {
+    const plainChunks = await run(greedy({ maxTokens: 16 }));
     await engine.loadDraftModel({ model: 'spec-draft', localPath: QWEN2 });
     try {
-      const chunks = await run(greedy({ maxTokens: 16, draftModel: 'spec-draft', numDraftTokens: 3 }));
-      expect(idsOf(chunks)).toEqual(plain);
-      expect(terminalOf(chunks)[0].stats.tokensGenerated).toBe(16);
+      for (const numDraftTokens of [1, 3, 8]) {
+        const chunks = await run(greedy({ maxTokens: 16, draftModel: 'spec-draft', numDraftTokens }));
+        expect(idsOf(chunks)).toEqual(idsOf(plainChunks));
+        expect(textOf(chunks)).toBe(textOf(plainChunks));
+        const { stats } = terminalOf(chunks)[0];
+        expect(stats.tokensGenerated).toBe(16);
+        expect(Number.isInteger(stats.draftTokensAccepted)).toBe(true);
+        expect(stats.draftTokensProposed).toBeGreaterThan(0);
+        expect(stats.draftTokensAccepted).toBeLessThanOrEqual(stats.draftTokensProposed);
+        expect(stats.acceptanceRate).toBeCloseTo(stats.draftTokensAccepted / stats.draftTokensProposed, 10);
+      }
+      // the draft equal to the target's own weights is always accepted
+      await engine.loadDraftModel({ model: 'spec-self', localPath: LLAMA });
+      const self = terminalOf(await run(greedy({ maxTokens: 16, draftModel: 'spec-self' })))[0].stats;
+      expect(self.acceptanceRate).toBeGreaterThan(0.9);
+      // without a draft the keys are absent
+      const plain = terminalOf(plainChunks)[0].stats;
+      expect('draftTokensAccepted' in plain || 'acceptanceRate' in plain).toBe(false);
     } finally {
       await engine.unloadModel('spec-draft');
+      await engine.unloadModel('spec-self').catch(() => {});
     }
+  });
+
+  it('unloading the draft mid-stream ends that stream with an error chunk', async () => {
+    await engine.loadDraftModel({ model: 'spec-gone', localPath: QWEN2 });
+    const gen = engine.createGenerator(greedy({ maxTokens: 4000, draftModel: 'spec-gone' }));
+    const first = await gen.next();
+    expect(first.value.type).toBe('token');
+    await engine.unloadModel('spec-gone');
+    const rest = [];
+    for await (const c of gen) rest.push(c);
+    const last = rest[rest.length - 1];
+    expect(last.type).toBe('error');
+    expect(last.error.message).toContain('Draft model spec-gone was unloaded');
+    expect(await waitFor(async () => (await activeStreams()) === 0)).toBe(true);
   });
 });
 

@@ -3,6 +3,12 @@
 //! chunks within a per-step token budget (decode first, so long prompts never stall running
 //! streams). Rows join and leave between steps; each row keeps its own KV cache, sampler and RNG
 //! key, so a greedy or seeded request gives the same ids alone or batched.
+//!
+//! Speculative rows (a `draftModel`, prompt fed) take a separate per-stream path each step,
+//! before the batched pass: draft proposals plus one target verification pass over that row
+//! alone (`GenerationStream::speculative_step`). Their prefill still joins the batched pass.
+//! Each row's output depends only on its own caches, sampler and RNG, so a batch mixing
+//! speculative and normal rows gives every row the same ids as alone.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -54,12 +60,45 @@ pub fn reset(stats: &SharedBatchStats) {
 /// is intact (finished or cancelled, not failed) are returned for prompt-prefix reuse.
 pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) -> Vec<GenerationStream> {
     let mut ended = take_where(streams, |s| s.poll_control());
-    if streams.is_empty() {
+    // Speculative rows: one round each, on their own (a failing round ends only that row).
+    let mut spec_rows = 0;
+    let mut spec_failed = Vec::new();
+    ended.extend(take_where(streams, |s| {
+        if !s.is_speculating() {
+            return false;
+        }
+        spec_rows += 1;
+        match catch_unwind(AssertUnwindSafe(|| s.speculative_step())) {
+            Ok(Ok(Step::Continue)) => false,
+            Ok(Ok(Step::Done)) => true,
+            Ok(Err(e)) => {
+                s.fail(e);
+                spec_failed.push(s.id().to_string());
+                true
+            }
+            Err(_) => {
+                s.fail(EngineError::generation("internal error during a speculative decoding step"));
+                spec_failed.push(s.id().to_string());
+                true
+            }
+        }
+    }));
+    if !spec_failed.is_empty() {
+        // A failed row's caches are not reusable: drop it instead of handing it back.
+        ended.retain(|s| !spec_failed.iter().any(|id| id == s.id()));
+    }
+    if streams.iter().all(|s| s.is_speculating()) {
+        if spec_rows > 0 {
+            stats.lock().record(spec_rows, 0);
+        }
         return ended;
     }
     // Plan: decoding rows first, then prompt chunks within the budget, in arrival order.
     let mut plan: Vec<(usize, Vec<u32>, bool)> = Vec::new();
     for (i, s) in streams.iter().enumerate() {
+        if s.is_speculating() {
+            continue; // stepped above
+        }
         if !s.is_prefilling() {
             let (tokens, logits) = s.next_input(0);
             plan.push((i, tokens, logits));
@@ -74,7 +113,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
         }
     }
     let queued = streams.iter().filter(|s| s.is_prefilling()).count();
-    stats.lock().record(plan.len(), queued);
+    stats.lock().record(plan.len() + spec_rows, queued);
 
     let result = catch_unwind(AssertUnwindSafe(|| run_plan(streams, &plan, &mut ended)));
     let failed: Option<EngineError> = match result {

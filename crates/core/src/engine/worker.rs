@@ -14,10 +14,12 @@ use serde_json::Value;
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use super::scheduler::{self, SharedBatchStats};
 use crate::generation::prefix_cache::PrefixCache;
+use crate::generation::stream::speculative::DEFAULT_DRAFT_TOKENS;
 use crate::generation::stream::GenerationStream;
+use std::rc::Rc;
 use crate::params::{LoadModelOptions, TokenizeRequest};
 use crate::services::generation::prepare_stream;
-use crate::services::model_lifecycle::{LoadOutcome, ModelRegistry, ModelSnapshot};
+use crate::services::model_lifecycle::{LoadOutcome, LoadedModel, ModelRegistry, ModelSnapshot};
 
 pub struct Worker {
     rx: Receiver<Command>,
@@ -128,10 +130,18 @@ impl Worker {
     }
 
     fn end_streams_of(&mut self, id: &str) {
-        let (gone, keep): (Vec<_>, Vec<_>) = self.streams.drain(..).partition(|s| s.model_id() == id);
+        // A stream decoding speculatively with `id` as its draft ends too (with an error chunk
+        // naming the draft), rather than silently continuing without it.
+        let (gone, keep): (Vec<_>, Vec<_>) =
+            self.streams.drain(..).partition(|s| s.model_id() == id || s.draft_id() == Some(id));
         self.streams = keep.into();
         for mut s in gone {
-            s.abort(EngineError::generation(format!("Model {id} was unloaded during generation")));
+            let msg = if s.model_id() == id {
+                format!("Model {id} was unloaded during generation")
+            } else {
+                format!("Draft model {id} was unloaded during generation")
+            };
+            s.abort(EngineError::generation(msg));
         }
     }
 
@@ -149,23 +159,47 @@ impl Worker {
             .registry
             .get(&s.params.model)
             .ok_or_else(|| EngineError::model_not_loaded(format!("Model not loaded: {}", s.params.model)))?;
-        if let Some(draft) = &s.params.draft_model {
-            // Speculative decoding is lossless, so until it exists plain decoding gives the
-            // same output; an unknown draft id is still an error (spec §7.8).
-            if self.registry.get(draft).is_none() {
-                return Err(EngineError::model_not_loaded(format!("Model not loaded: {draft}")));
-            }
-        }
+        let draft = match &s.params.draft_model {
+            Some(id) => Some(self.draft_for(&model, id)?),
+            None => None,
+        };
+        let k = s.params.num_draft_tokens.map_or(DEFAULT_DRAFT_TOKENS, |k| k as usize);
         if self.streams.iter().any(|x| x.id() == s.id) {
             return Err(EngineError::invalid_params(format!("Stream id {} is already active", s.id)).with_detail("field", "streamId"));
         }
         let req = prepare_stream(s.params, &model, s.id, s.timeout_ms)?;
         let mut stream = GenerationStream::new(req, model, s.tx, s.cancel)?;
+        if let Some(draft) = draft {
+            stream.enable_speculation(draft, k);
+        }
         if let Some((n, cache)) = self.prefix_cache.lookup(stream.model_id(), stream.prompt()) {
             stream.resume_from(n, cache);
         }
         self.streams.push_back(stream);
         Ok(())
+    }
+}
+
+impl Worker {
+    /// The draft of a speculative request: loaded (else ModelNotLoaded) and compatible with the
+    /// target by the §7.8 check (else InvalidParams with the check's first error), and with
+    /// logits of the same width.
+    fn draft_for(&mut self, target: &Rc<LoadedModel>, id: &str) -> EngineResult<Rc<LoadedModel>> {
+        let draft = self.registry.get(id).ok_or_else(|| EngineError::model_not_loaded(format!("Model not loaded: {id}")))?;
+        let report = compatibility_report(&DraftFacts::of(target), &DraftFacts::of(&draft));
+        let incompatible = |msg: String| EngineError::invalid_params(msg).with_detail("field", "draftModel");
+        if report["compatible"] != true {
+            let first = report["errors"][0].as_str().unwrap_or("incompatible draft model").to_string();
+            return Err(incompatible(format!("Draft model {id} is not compatible with {}: {first}", target.id)));
+        }
+        let (tv, dv) = (target.model.config().vocab_size, draft.model.config().vocab_size);
+        if tv != dv {
+            return Err(incompatible(format!(
+                "Draft model {id} is not compatible with {}: output vocabulary size mismatch: primary={tv}, draft={dv}",
+                target.id
+            )));
+        }
+        Ok(draft)
     }
 }
 

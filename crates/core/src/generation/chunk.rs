@@ -24,6 +24,14 @@ pub struct GenerationStats {
     pub total_time: f64,
     pub model_id: String,
     pub finish_reason: FinishReason,
+    /// Speculative decoding only (spec §7.3 / §15): proposals the target accepted, proposals
+    /// made, and accepted / proposed (0 when nothing was proposed). Omitted without a draft.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft_tokens_accepted: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft_tokens_proposed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acceptance_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -94,6 +94,27 @@ impl Sampler {
         Ok((token, lp))
     }
 
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// True when a penalty makes the distribution depend on the sampled history (speculative
+    /// decoding falls back to plain decoding then: its verification pass scores all proposed
+    /// positions at once with one history).
+    pub fn has_penalties(&self) -> bool {
+        let p = &self.params;
+        (p.repetition_penalty > 0.0 && p.repetition_penalty != 1.0) || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0
+    }
+
+    /// Temperature-scaled log-probabilities with top-k / top-p / min-p applied (masked → -inf),
+    /// for logits [.., vocab] (rows independent). Sampling from `softmax` of this is what
+    /// [`Self::sample_lazy`] does for temperature > 0 without penalties; an unmasked entry equals
+    /// the logprob `sample_lazy` reports for that id.
+    pub fn filtered_logprobs(&self, logits: &Array) -> MlxResult<Array> {
+        let scaled = ops::divide(&logits.as_dtype(mlx_rs::Dtype::Float32)?, &Array::from_f32(self.params.temperature))?;
+        self.filtered(&log_softmax(&scaled)?)
+    }
+
     /// Records a sampled id for the penalties' history.
     pub fn commit(&mut self, token: u32) {
         self.record(token);
@@ -168,6 +189,6 @@ fn ids_array(ids: &[u32]) -> Array {
     Array::from_slice(&v, &[v.len() as i32])
 }
 
-fn log_softmax(x: &Array) -> MlxResult<Array> {
+pub(crate) fn log_softmax(x: &Array) -> MlxResult<Array> {
     ops::subtract(x, &ops::logsumexp_axis(x, -1, true)?)
 }

@@ -21,6 +21,9 @@ use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::services::model_lifecycle::LoadedModel;
 use crate::text::{StopMatcher, StreamingDetokenizer};
 
+#[path = "speculative.rs"]
+pub mod speculative;
+
 /// Values of the shared cancel flag.
 pub const CANCEL_NONE: u8 = 0;
 /// The consumer stopped iterating (`return()`/`break`): end silently.
@@ -66,6 +69,8 @@ pub struct GenerationStream {
     /// UTF-8 character or a possible stop-string prefix), so that text flushed at the end can
     /// be appended to it and every emitted text belongs to a counted token chunk.
     pending: Option<Chunk>,
+    /// Speculative decoding state when the request named a `draftModel` (see `speculative`).
+    spec: Option<speculative::Speculation>,
 }
 
 pub enum Step {
@@ -96,6 +101,7 @@ impl GenerationStream {
             prompt_fed: 0,
             kv_tokens: Vec::new(),
             pending: None,
+            spec: None,
             req,
         })
     }
@@ -307,6 +313,7 @@ impl GenerationStream {
         } else {
             self.generated as f64 / total.max(1e-9)
         };
+        let spec = self.spec_counts();
         self.send(Chunk::Metadata(GenerationStats {
             tokens_generated: self.generated,
             tokens_per_second: tps,
@@ -314,6 +321,9 @@ impl GenerationStream {
             total_time: total.max(ttft),
             model_id: self.model.id.clone(),
             finish_reason: reason,
+            draft_tokens_accepted: spec.map(|c| c.0),
+            draft_tokens_proposed: spec.map(|c| c.1),
+            acceptance_rate: spec.map(|(a, p)| if p == 0 { 0.0 } else { a as f64 / p as f64 }),
         }));
     }
 

@@ -55,6 +55,15 @@ impl CausalModel {
         dispatch!(self, m => m.forward(ids, cache, last_only))
     }
 
+    /// One sequence's tokens through the model, logits for EVERY position: [L, vocab]
+    /// (speculative decoding's verification pass scores all proposed tokens at once).
+    pub fn forward_all(&self, tokens: &[u32], cache: &mut [KvCache]) -> MlxResult<Array> {
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        let logits = self.forward(&Array::from_slice(&ids, &[1, ids.len() as i32]), cache, false)?;
+        let vocab = *logits.shape().last().unwrap();
+        logits.reshape(&[tokens.len() as i32, vocab])
+    }
+
     /// Forces every weight to be read now (MLX loads lazily).
     pub fn eval_weights(&self) -> MlxResult<()> {
         dispatch!(self, m => m.eval_weights())

@@ -105,6 +105,15 @@ impl LlamaModel {
         logits.reshape(&[rows, vocab])
     }
 
+    /// One sequence's tokens through the model, logits for EVERY position: [L, vocab]
+    /// (speculative decoding's verification pass scores all proposed tokens at once).
+    pub fn forward_all(&self, tokens: &[u32], cache: &mut [KvCache]) -> MlxResult<Array> {
+        let h = self.hidden_states(&mut [Segment { tokens, cache, logits: true }])?;
+        let logits = self.project(&h)?;
+        let vocab = *logits.shape().last().unwrap();
+        logits.reshape(&[tokens.len() as i32, vocab])
+    }
+
     fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let ids: Vec<i32> = segs.iter().flat_map(|s| s.tokens.iter().map(|&t| t as i32)).collect();
         let total = ids.len() as i32;
