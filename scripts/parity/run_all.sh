@@ -58,3 +58,7 @@ else
   "$PY" scripts/parity/reference.py "${todo[@]}"
 fi
 log "parity references ready (.cache/parity)"
+
+# Speculative-decoding fixtures (tiny-vocabulary target/draft pairs; fast, idempotent).
+"$PY" scripts/spec/make_spec_fixtures.py >/dev/null
+log "speculative fixtures ready (.cache-spec)"
