@@ -5,6 +5,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 echo "[mlx-serving] cargo tests (core + parity)" >&2
-cargo test --release -p mlx-serving-core 2>&1
+# Tests build in their own target dir: test-only dependencies change feature sets of shared
+# crates, and one shared dir would make `npm run build` and the tests rebuild each other.
+CARGO_TARGET_DIR="$ROOT/target/tests" cargo test --release -p mlx-serving-core --no-fail-fast 2>&1
 echo "[mlx-serving] vitest contract suite" >&2
 npx vitest run 2>&1

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use mlx_rs::ops::indexing::argmax_axis;
 use mlx_rs::Array;
 use mlx_serving_core::generation::Chunk;
-use mlx_serving_core::models::{load_language_model_with, ComputeDtype, LlamaModel};
+use mlx_serving_core::models::{load_language_model_with, ComputeDtype, CausalModel};
 use mlx_serving_core::services::runtime_info;
 use mlx_serving_core::Engine;
 use serde_json::{json, Value};
@@ -25,20 +25,20 @@ fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
-fn step(model: &LlamaModel, cache: &mut [mlx_serving_core::generation::kv_cache::KvCache], ids: &[i32]) -> i32 {
+fn step(model: &CausalModel, cache: &mut [mlx_serving_core::generation::kv_cache::KvCache], ids: &[i32]) -> i32 {
     let x = Array::from_slice(ids, &[1, ids.len() as i32]);
     let logits = model.forward(&x, cache, true).expect("forward");
     argmax_axis(&logits.reshape(&[-1]).unwrap(), -1, None).unwrap().item_cast::<i32>()
 }
 
-fn prefill_s(model: &LlamaModel, ids: &[i32]) -> f64 {
+fn prefill_s(model: &CausalModel, ids: &[i32]) -> f64 {
     let mut cache = model.new_cache();
     let t = Instant::now();
     step(model, &mut cache, ids);
     t.elapsed().as_secs_f64()
 }
 
-fn decode_s(model: &LlamaModel, prompt: &[i32], n: usize) -> f64 {
+fn decode_s(model: &CausalModel, prompt: &[i32], n: usize) -> f64 {
     let mut cache = model.new_cache();
     let mut tok = step(model, &mut cache, prompt);
     let t = Instant::now();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use mlx_rs::ops::indexing::argmax_axis;
 use mlx_rs::{Array, Dtype};
-use mlx_serving_core::models::{load_language_model_with, ComputeDtype, LlamaModel};
+use mlx_serving_core::models::{load_language_model_with, ComputeDtype, CausalModel};
 use mlx_serving_core::services::{blas, runtime_info};
 use mlx_serving_core::Engine;
 use serde_json::json;
@@ -56,7 +56,7 @@ fn f16_copy(tag: &str) -> PathBuf {
     dst
 }
 
-fn greedy(model: &LlamaModel, n: usize) -> Vec<i32> {
+fn greedy(model: &CausalModel, n: usize) -> Vec<i32> {
     let mut cache = model.new_cache();
     let mut input = vec![504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30];
     let mut out = vec![];
