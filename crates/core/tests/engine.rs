@@ -338,6 +338,13 @@ async fn prompt_prefix_reuse_keeps_outputs_and_stays_bounded() {
     let turn1 = format!("{system} User: hello");
     let p1 = json!({"model": "llama", "prompt": turn1, "maxTokens": 8, "temperature": 0});
     let first = run(&e, p1.clone()).await;
+    // The engine thread stores a finished stream's KV state right after its last chunk is sent.
+    for _ in 0..200 {
+        if e.cache_stats()["promptCache"]["entries"] == json!(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stats = e.cache_stats()["promptCache"].clone();
     assert_eq!(stats["entries"], json!(1), "{stats}");
     assert!(stats["bytes"].as_u64().unwrap() > 0);
