@@ -3,6 +3,9 @@
 //! weights load as f32 compute and quantized ones are dequantized to f32 on the CPU backend,
 //! `computeDtype` overrides that, and the handle reports the memory cost.
 
+mod common;
+use common::fixture;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -12,12 +15,6 @@ use mlx_serving_core::models::{load_language_model_with, ComputeDtype, CausalMod
 use mlx_serving_core::services::{blas, runtime_info};
 use mlx_serving_core::Engine;
 use serde_json::json;
-
-fn fixture(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fixtures").join(name);
-    assert!(p.join("config.json").is_file(), "fixture {name} missing: run scripts/parity/run_all.sh (npm test does)");
-    p.canonicalize().unwrap()
-}
 
 fn openblas_installed() -> bool {
     ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
@@ -44,7 +41,7 @@ fn runtime_info_reports_openblas_when_present() {
 
 /// A copy of the `llama` fixture with every tensor stored as float16.
 fn f16_copy(tag: &str) -> PathBuf {
-    let src = fixture("llama");
+    let src = PathBuf::from(fixture("llama"));
     let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("llama-f16-{tag}"));
     std::fs::create_dir_all(&dst).unwrap();
     for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
@@ -86,7 +83,7 @@ fn f16_weights_compute_in_f32_on_cpu() {
 
 #[test]
 fn quantized_weights_dequantize_to_f32_on_cpu() {
-    let dir = fixture("llama-4bit");
+    let dir = PathBuf::from(fixture("llama-4bit"));
     let (auto, s_auto) = load_language_model_with(&dir, ComputeDtype::Auto).unwrap();
     assert!(s_auto.dequantized);
     assert_eq!(s_auto.dtype, "float32");

@@ -1,16 +1,13 @@
 //! Draft-model compatibility (spec §7.8 / §8.5) and the batched entry points (`batch_check_draft`,
 //! `batch_tokenize`) through the engine's public Rust API, on the seeded fixtures.
 
-use std::path::Path;
+mod common;
+use common::fixture;
+
+
 
 use mlx_serving_core::{Engine, ErrorCode};
 use serde_json::{json, Value};
-
-fn fixture(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fixtures").join(name);
-    assert!(p.join("config.json").is_file(), "fixture {name} missing: run scripts/parity/run_all.sh (npm test does)");
-    p.canonicalize().unwrap().to_string_lossy().into_owned()
-}
 
 async fn load(e: &Engine, id: &str, fixture_name: &str) -> Value {
     e.load_model(&json!({"model": id, "localPath": fixture(fixture_name)})).await.expect("load fixture").handle

@@ -3,57 +3,20 @@
 //! tokenization, the chunk protocol, determinism, stop conditions, cancellation, shutdown and
 //! schedule invariance of concurrent streams.
 
+mod common;
+use common::{drain, fixture, run, Run};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mlx_serving_core::generation::{Chunk, FinishReason};
-use mlx_serving_core::{Engine, ErrorCode, StreamHandle};
+use mlx_serving_core::{Engine, ErrorCode};
 use serde_json::{json, Value};
-
-fn fixture(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fixtures").join(name);
-    assert!(p.join("config.json").is_file(), "fixture {name} missing: run scripts/parity/run_all.sh (npm test does)");
-    p.canonicalize().unwrap().to_string_lossy().into_owned()
-}
 
 async fn engine_with(name: &str) -> Engine {
     let e = Engine::new();
     e.load_model(&json!({"model": name, "localPath": fixture(name)})).await.expect("load fixture");
     e
-}
-
-struct Run {
-    ids: Vec<u32>,
-    text: String,
-    terminal: Chunk,
-}
-
-async fn drain(mut s: StreamHandle) -> Run {
-    let (mut ids, mut text, mut terminal) = (vec![], String::new(), None);
-    loop {
-        let batch = tokio::time::timeout(Duration::from_secs(120), s.next_batch()).await.expect("stream stalled");
-        if batch.is_empty() {
-            break;
-        }
-        for c in batch {
-            match c {
-                Chunk::Token { token, token_id, .. } => {
-                    assert!(terminal.is_none(), "token after terminal chunk");
-                    ids.push(token_id);
-                    text.push_str(&token);
-                }
-                other => {
-                    assert!(terminal.is_none(), "two terminal chunks");
-                    terminal = Some(other);
-                }
-            }
-        }
-    }
-    Run { ids, text, terminal: terminal.expect("no terminal chunk") }
-}
-
-async fn run(e: &Engine, params: Value) -> Run {
-    drain(e.create_stream(&params, &Value::Null).await.expect("create stream")).await
 }
 
 fn finish_of(r: &Run) -> (FinishReason, u32) {

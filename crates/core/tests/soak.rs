@@ -4,18 +4,14 @@
 //! MLX active memory returns to its idle level, and a greedy control request gives identical ids
 //! before and after.
 
-use std::path::Path;
+mod common;
+use common::fixture;
+
 use std::time::Duration;
 
 use mlx_serving_core::generation::Chunk;
 use mlx_serving_core::{Engine, EngineConfig, StreamHandle};
 use serde_json::{json, Value};
-
-fn fixture() -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fixtures/llama");
-    assert!(p.join("config.json").is_file(), "run scripts/parity/run_all.sh first (npm test does)");
-    p.canonicalize().unwrap().to_string_lossy().into_owned()
-}
 
 struct Lcg(u64);
 impl Lcg {
@@ -87,7 +83,7 @@ async fn control_ids(e: &Engine) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_500_streams_with_random_cancellations() {
     let e = Engine::with_config(EngineConfig { prompt_cache_max_entries: 0, ..Default::default() });
-    e.load_model(&json!({"model": "m", "localPath": fixture()})).await.unwrap();
+    e.load_model(&json!({"model": "m", "localPath": fixture("llama")})).await.unwrap();
     let before = control_ids(&e).await;
     mlx_rs::memory::clear_cache().unwrap();
     let idle = mlx_rs::memory::active_memory().unwrap();

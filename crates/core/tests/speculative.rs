@@ -7,18 +7,15 @@
 //! Needs the llama-family fixtures of `.cache/fixtures` (npm test makes them) and the tiny
 //! fixtures of `scripts/spec/make_spec_fixtures.py` (in `.cache-spec/`, or `MLX_SPEC_FIXTURES`).
 
+mod common;
+use common::{drain, fixture, run, Run};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mlx_serving_core::generation::{Chunk, FinishReason, GenerationStats};
-use mlx_serving_core::{Engine, ErrorCode, StreamHandle};
+use mlx_serving_core::{Engine, ErrorCode};
 use serde_json::{json, Value};
-
-fn fixture(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fixtures").join(name);
-    assert!(p.join("config.json").is_file(), "fixture {name} missing: run scripts/parity/run_all.sh (npm test does)");
-    p.canonicalize().unwrap().to_string_lossy().into_owned()
-}
 
 fn spec_fixture(name: &str) -> String {
     let base = std::env::var("MLX_SPEC_FIXTURES")
@@ -31,40 +28,6 @@ fn spec_fixture(name: &str) -> String {
 
 async fn load(e: &Engine, id: &str, path: &str) {
     e.load_model(&json!({"model": id, "localPath": path})).await.expect("load fixture");
-}
-
-struct Run {
-    ids: Vec<u32>,
-    text: String,
-    terminal: Chunk,
-}
-
-async fn drain(mut s: StreamHandle) -> Run {
-    let (mut ids, mut text, mut terminal) = (vec![], String::new(), None);
-    loop {
-        let batch = tokio::time::timeout(Duration::from_secs(120), s.next_batch()).await.expect("stream stalled");
-        if batch.is_empty() {
-            break;
-        }
-        for c in batch {
-            match c {
-                Chunk::Token { token, token_id, .. } => {
-                    assert!(terminal.is_none(), "token after terminal chunk");
-                    ids.push(token_id);
-                    text.push_str(&token);
-                }
-                other => {
-                    assert!(terminal.is_none(), "two terminal chunks");
-                    terminal = Some(other);
-                }
-            }
-        }
-    }
-    Run { ids, text, terminal: terminal.expect("no terminal chunk") }
-}
-
-async fn run(e: &Engine, params: Value) -> Run {
-    drain(e.create_stream(&params, &Value::Null).await.expect("create stream")).await
 }
 
 fn stats(r: &Run) -> &GenerationStats {

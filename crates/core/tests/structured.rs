@@ -5,6 +5,9 @@
 //! parse and validate against its schema. Bad schemas and `yaml` fail with `GuidanceError`, and
 //! the engine stays usable.
 
+mod common;
+use common::fixture;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,12 +16,6 @@ use mlx_serving_core::{Engine, EngineError, ErrorCode};
 use serde_json::{json, Value};
 
 const PROMPT: &str = "Reply with JSON.";
-
-fn fixture() -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/fixtures/llama");
-    assert!(p.join("config.json").is_file(), "fixture llama missing: run scripts/parity/run_all.sh (npm test does)");
-    p.canonicalize().unwrap().to_string_lossy().into_owned()
-}
 
 fn schemas() -> Vec<Value> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/structured_schemas.json");
@@ -29,7 +26,7 @@ fn schemas() -> Vec<Value> {
 
 async fn engine() -> Engine {
     let e = Engine::new();
-    e.load_model(&json!({"model": "llama", "localPath": fixture()})).await.expect("load fixture");
+    e.load_model(&json!({"model": "llama", "localPath": fixture("llama")})).await.expect("load fixture");
     e
 }
 
