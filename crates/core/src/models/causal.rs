@@ -96,6 +96,15 @@ pub(crate) fn select_rows(h: &Array, segs: &[Segment<'_>]) -> MlxResult<Array> {
     }
 }
 
+/// Logits [R, vocab] for the segments that want them: the selected rows of the final hidden
+/// states `h` through the model's output head `project` (every family's `forward_segments` tail).
+pub(crate) fn segment_logits(h: &Array, segs: &[Segment<'_>], project: impl FnOnce(&Array) -> MlxResult<Array>) -> MlxResult<Array> {
+    let rows = logit_rows(segs).0.len() as i32;
+    let logits = project(&select_rows(h, segs)?)?;
+    let vocab = *logits.shape().last().unwrap();
+    logits.reshape(&[rows, vocab])
+}
+
 /// Collects a linear layer's arrays (for `eval_weights`).
 pub(crate) fn linear_arrays(l: &super::linear::Linear, out: &mut Vec<Array>) {
     use super::linear::Linear;

@@ -11,7 +11,7 @@ use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array, Dtype};
 use serde_json::Value;
 
-use super::causal::{embedding_arrays, linear_arrays, logit_rows, select_rows, Segment};
+use super::causal::{embedding_arrays, linear_arrays, segment_logits, select_rows, Segment};
 use super::config::{ModelConfig, RopeScaling};
 use super::linear::{Embedding, Linear};
 use super::rope::Rope;
@@ -109,10 +109,7 @@ impl Gemma3Model {
     /// Batched forward over several sequences (see `CausalModel::forward_segments`).
     pub fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let h = self.hidden_states(segs)?;
-        let rows = logit_rows(segs).0.len() as i32;
-        let logits = self.project(&select_rows(&h, segs)?)?;
-        let vocab = *logits.shape().last().unwrap();
-        logits.reshape(&[rows, vocab])
+        segment_logits(&h, segs, |h| self.project(h))
     }
 
     fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {

@@ -6,7 +6,7 @@
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::{nn, ops, Array};
 
-use super::causal::{embedding_arrays, linear_arrays, logit_rows, select_rows, Segment};
+use super::causal::{embedding_arrays, linear_arrays, segment_logits, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear};
 use super::rope::Rope;
@@ -99,19 +99,7 @@ impl LlamaModel {
     /// segment with `logits: true`, in order.
     pub fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let h = self.hidden_states(segs)?;
-        let rows = logit_rows(segs).0.len() as i32;
-        let logits = self.project(&select_rows(&h, segs)?)?;
-        let vocab = *logits.shape().last().unwrap();
-        logits.reshape(&[rows, vocab])
-    }
-
-    /// One sequence's tokens through the model, logits for EVERY position: [L, vocab]
-    /// (speculative decoding's verification pass scores all proposed tokens at once).
-    pub fn forward_all(&self, tokens: &[u32], cache: &mut [KvCache]) -> MlxResult<Array> {
-        let h = self.hidden_states(&mut [Segment { tokens, cache, logits: true }])?;
-        let logits = self.project(&h)?;
-        let vocab = *logits.shape().last().unwrap();
-        logits.reshape(&[tokens.len() as i32, vocab])
+        segment_logits(&h, segs, |h| self.project(h))
     }
 
     fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
