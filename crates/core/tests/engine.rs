@@ -339,3 +339,22 @@ async fn prompt_prefix_reuse_keeps_outputs_and_stays_bounded() {
     assert!(s["evictions"].as_u64().unwrap() >= 1, "{s}");
     small.shutdown().await;
 }
+
+/// Pipelined decode: a plain greedy stream feeds each sample to the next step before the host
+/// reads it (every decode step after the first), while a request whose next step depends on the
+/// sampled id on the host (penalties here) decodes step by step — with the same ids as ever.
+#[tokio::test]
+async fn plain_rows_pipeline_and_penalty_rows_do_not() {
+    let e = engine_with("llama").await;
+    e.reset_batch_stats();
+    let a = run(&e, json!({"model": "llama", "prompt": PROMPT, "maxTokens": 16, "temperature": 0})).await;
+    assert_eq!(a.ids.len(), 16);
+    // 16 samples: the first comes from prefill; the 1st..15th are each fed lazily to the step
+    // that computes the next one; the 16th (the last by maxTokens) is read at once, never fed.
+    assert_eq!(e.pipelined_rows(), 15);
+    e.reset_batch_stats();
+    let b = run(&e, json!({"model": "llama", "prompt": PROMPT, "maxTokens": 16, "temperature": 0, "repetitionPenalty": 1.3})).await;
+    assert_eq!(b.ids.len(), 16);
+    assert_eq!(e.pipelined_rows(), 0);
+    e.shutdown().await;
+}

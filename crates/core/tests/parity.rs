@@ -120,3 +120,76 @@ fn greedy_ids_and_logits_match_mlx_lm() {
     }
     assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
 }
+
+/// The same references through the whole engine (streams, continuous batching, pipelined decode:
+/// each step feeds the previous sample to the model before the host reads it): greedy ids with
+/// EOS ignored must equal mlx-lm's, for every reference, with all of them decoding at once in
+/// one batch and each alone.
+#[tokio::test]
+async fn engine_streams_reproduce_reference_ids_alone_and_batched() {
+    use mlx_serving_core::generation::Chunk;
+    use serde_json::{json, Value};
+    let dir = repo_root().join(".cache/parity");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("parity references")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.retain(|f| REQUIRED.iter().any(|r| f.file_stem().is_some_and(|s| s == *r)));
+    files.sort();
+    let refs: Vec<Reference> = files.iter().map(|f| load_reference(f)).collect();
+    assert_eq!(refs.len(), REQUIRED.len(), "missing parity references");
+    let e = mlx_serving_core::Engine::new();
+    let params = |r: &Reference| {
+        json!({"model": r.name, "prompt": {"tokens": r.prompt}, "maxTokens": r.tokens.len(), "temperature": 0, "ignoreEos": true})
+    };
+    async fn ids_of(mut s: mlx_serving_core::StreamHandle) -> Vec<i32> {
+        let mut ids = Vec::new();
+        loop {
+            let batch = s.next_batch().await;
+            if batch.is_empty() {
+                return ids;
+            }
+            for c in batch {
+                match c {
+                    Chunk::Token { token_id, .. } => ids.push(token_id as i32),
+                    Chunk::Metadata(_) => {}
+                    other => panic!("unexpected chunk {other:?}"),
+                }
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    let differs = |r: &Reference, got: &[i32]| {
+        // A reference whose own top-2 gap is a near-tie may diverge there (see run_case).
+        let n = r.top2_gap.iter().position(|&g| g < TIE_GAP).unwrap_or(r.tokens.len());
+        got.len() != r.tokens.len() || got[..n] != r.tokens[..n]
+    };
+    // The engine holds at most 5 models (spec §8.9): four at a time.
+    for group in refs.chunks(4) {
+        for r in group {
+            e.load_model(&json!({"model": r.name, "localPath": r.model_dir})).await.expect("load");
+        }
+        for r in group {
+            let got = ids_of(e.create_stream(&params(r), &Value::Null).await.unwrap()).await;
+            if differs(r, &got) {
+                failures.push(format!("{} alone: ids differ from mlx-lm", r.name));
+            }
+        }
+        // Every model of the group decoding at once, side by side in one step.
+        let mut handles = Vec::new();
+        for r in group {
+            handles.push(tokio::spawn(ids_of(e.create_stream(&params(r), &Value::Null).await.unwrap())));
+        }
+        for (r, h) in group.iter().zip(handles) {
+            if differs(r, &h.await.unwrap()) {
+                failures.push(format!("{} batched: ids differ from mlx-lm", r.name));
+            }
+        }
+        for r in group {
+            e.unload_model(r.name.clone()).await.expect("unload");
+        }
+    }
+    e.shutdown().await;
+    assert!(failures.is_empty(), "engine parity failures:\n{}", failures.join("\n"));
+}

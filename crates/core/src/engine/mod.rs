@@ -166,6 +166,11 @@ impl Engine {
         serde_json::to_value(self.batch_stats.lock().clone()).unwrap_or(Value::Null)
     }
 
+    /// Decode rows fed lazily since the last reset (pipelined decode, engine/scheduler.rs).
+    pub fn pipelined_rows(&self) -> u64 {
+        self.batch_stats.lock().pipelined_rows
+    }
+
     pub fn reset_batch_stats(&self) {
         scheduler::reset(&self.batch_stats);
     }

@@ -36,6 +36,11 @@ pub struct GenerationBatchStats {
     pub max_batch_size: u32,
     /// streams waiting for (or in) prefill at the last step
     pub queued: u32,
+    /// Decode rows whose input was the previous step's sample still on the device (pipelined
+    /// decode: the host did not wait for the device between those steps). Not in the spec's
+    /// shape; read through `Engine::pipelined_rows`.
+    #[serde(skip)]
+    pub pipelined_rows: u64,
     #[serde(skip)]
     rows_total: u64,
 }
@@ -94,14 +99,14 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
         return ended;
     }
     // Plan: decoding rows first, then prompt chunks within the budget, in arrival order.
-    let mut plan: Vec<(usize, Vec<u32>, bool)> = Vec::new();
+    let mut plan: Vec<Planned> = Vec::new();
     for (i, s) in streams.iter().enumerate() {
         if s.is_speculating() {
             continue; // stepped above
         }
         if !s.is_prefilling() {
             let (tokens, logits) = s.next_input(0);
-            plan.push((i, tokens, logits));
+            plan.push(Planned { row: i, tokens, logits, lazy: s.lazy_input() });
         }
     }
     let mut budget = PREFILL_BUDGET;
@@ -109,11 +114,15 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
         if s.is_prefilling() && budget > 0 {
             let (tokens, logits) = s.next_input(budget);
             budget -= tokens.len().min(budget);
-            plan.push((i, tokens, logits));
+            plan.push(Planned { row: i, tokens, logits, lazy: None });
         }
     }
     let queued = streams.iter().filter(|s| s.is_prefilling()).count();
-    stats.lock().record(plan.len() + spec_rows, queued);
+    {
+        let mut st = stats.lock();
+        st.record(plan.len() + spec_rows, queued);
+        st.pipelined_rows += plan.iter().filter(|p| p.lazy.is_some()).count() as u64;
+    }
 
     let result = catch_unwind(AssertUnwindSafe(|| run_plan(streams, &plan, &mut ended)));
     let failed: Option<EngineError> = match result {
@@ -123,7 +132,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
     };
     if let Some(err) = failed {
         // The pass as a whole failed: every row in it ends with the error.
-        let rows: Vec<usize> = plan.iter().map(|p| p.0).collect();
+        let rows: Vec<usize> = plan.iter().map(|p| p.row).collect();
         let mut idx = 0;
         streams.retain_mut(|s| {
             let hit = rows.contains(&idx);
@@ -135,6 +144,16 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
         });
     }
     ended
+}
+
+/// One row of a step's forward pass.
+struct Planned {
+    row: usize,
+    tokens: Vec<u32>,
+    /// Whether the pass must produce logits for the row's last token.
+    logits: bool,
+    /// The input id still on the device (pipelined decode; `tokens` is then a placeholder).
+    lazy: Option<Array>,
 }
 
 /// Removes and returns the streams for which `pred` is true, keeping the others in order.
@@ -152,48 +171,59 @@ fn take_where(streams: &mut VecDeque<GenerationStream>, mut pred: impl FnMut(&mu
     taken
 }
 
-fn run_plan(streams: &mut VecDeque<GenerationStream>, plan: &[(usize, Vec<u32>, bool)], ended: &mut Vec<GenerationStream>) -> Result<(), EngineError> {
+fn run_plan(streams: &mut VecDeque<GenerationStream>, plan: &[Planned], ended: &mut Vec<GenerationStream>) -> Result<(), EngineError> {
     // One forward pass per model among the planned rows (streams of different models can be
     // active at once); rows keep plan order within their group.
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    for (p, (i, _, _)) in plan.iter().enumerate() {
-        let m = streams[*i].model();
-        match groups.iter_mut().find(|g| Rc::ptr_eq(&streams[plan[g[0]].0].model(), &m)) {
+    for (p, planned) in plan.iter().enumerate() {
+        let m = streams[planned.row].model();
+        match groups.iter_mut().find(|g| Rc::ptr_eq(&streams[plan[g[0]].row].model(), &m)) {
             Some(g) => g.push(p),
             None => groups.push(vec![p]),
         }
     }
     let mut sampled: Vec<(usize, Array, Array)> = Vec::new();
     for group in &groups {
-        let model = streams[plan[group[0]].0].model();
+        let model = streams[plan[group[0]].row].model();
         let logits = {
             let mut by_index: Vec<Option<&mut GenerationStream>> = streams.iter_mut().map(Some).collect();
             let mut segs: Vec<Segment<'_>> = Vec::with_capacity(group.len());
             for &p in group {
-                let (i, tokens, logits) = &plan[p];
-                let s = by_index[*i].take().expect("a stream is planned once");
-                segs.push(Segment { tokens, cache: s.cache_mut(), logits: *logits });
+                let planned = &plan[p];
+                let s = by_index[planned.row].take().expect("a stream is planned once");
+                segs.push(Segment { tokens: &planned.tokens, lazy: planned.lazy.as_ref(), cache: s.cache_mut(), logits: planned.logits });
             }
             model.model.forward_segments(&mut segs)?
         };
         let mut row = 0;
         for &p in group {
-            let (i, tokens, wants) = &plan[p];
-            streams[*i].fed(tokens);
-            if *wants {
-                // Sample every row that produced logits; all rows are evaluated together below.
-                let (tok, lp) = streams[*i].sample_lazy(&logits.try_index(row)?)?;
-                sampled.push((*i, tok, lp));
+            let planned = &plan[p];
+            streams[planned.row].fed(&planned.tokens);
+            if planned.logits {
+                // Sample every row that produced logits; all rows are queued together below.
+                let (tok, lp) = streams[planned.row].sample_lazy(&logits.try_index(row)?)?;
+                sampled.push((planned.row, tok, lp));
                 row += 1;
             }
         }
     }
+    // Queue this step's work, then read the samples the previous step left on the device (fed
+    // lazily above) while it runs: the host's detokenizing overlaps the device's compute.
     let arrays: Vec<&Array> = sampled.iter().flat_map(|(_, t, l)| [t, l]).collect();
-    mlx_rs::transforms::eval(arrays)?;
+    mlx_rs::transforms::async_eval(arrays)?;
     let mut done = Vec::new();
-    for (i, tok, lp) in &sampled {
-        if let Step::Done = streams[*i].accept(tok.item_cast::<u32>(), lp.item_cast::<f32>()) {
-            done.push(*i);
+    for p in plan {
+        if let Some(Step::Done) = streams[p.row].settle_fed() {
+            done.push(p.row);
+        }
+    }
+    for (i, tok, lp) in sampled {
+        // A row that ended on its previous sample drops this one (computed one step ahead).
+        if done.contains(&i) {
+            continue;
+        }
+        if let Step::Done = streams[i].take_sample(tok, lp) {
+            done.push(i);
         }
     }
     let mut idx = 0;

@@ -135,12 +135,12 @@ impl GenerationStream {
             input.push(y);
             while input.len() > DRAFT_CATCH_UP_CHUNK {
                 let rest = input.split_off(DRAFT_CATCH_UP_CHUNK);
-                spec.draft.model.forward_segments(&mut [Segment { tokens: &input, cache: &mut spec.cache, logits: true }])?;
+                spec.draft.model.forward_segments(&mut [Segment::ids(&input, &mut spec.cache, true)])?;
                 spec.fed += input.len();
                 input = rest;
             }
             for _ in 0..k {
-                let logits = spec.draft.model.forward_segments(&mut [Segment { tokens: &input, cache: &mut spec.cache, logits: true }])?;
+                let logits = spec.draft.model.forward_segments(&mut [Segment::ids(&input, &mut spec.cache, true)])?;
                 spec.fed += input.len();
                 let d = if greedy {
                     let id = argmax_axis(&logits, -1, None)?;

@@ -71,6 +71,12 @@ pub struct GenerationStream {
     pending: Option<Chunk>,
     /// Speculative decoding state when the request named a `draftModel` (see `speculative`).
     spec: Option<speculative::Speculation>,
+    /// Pipelined decode: the last sample (token, logprob) still on the device, not yet read by
+    /// the host. The next step feeds it to the model lazily and reads it only after queueing
+    /// that step's work, so the device never idles while the host detokenizes and builds graphs.
+    inflight: Option<(Array, Array)>,
+    /// The inflight sample after it was fed in this step, awaiting [`Self::settle_fed`].
+    fed_inflight: Option<(Array, Array)>,
 }
 
 pub enum Step {
@@ -102,6 +108,8 @@ impl GenerationStream {
             kv_tokens: Vec::new(),
             pending: None,
             spec: None,
+            inflight: None,
+            fed_inflight: None,
             req,
         })
     }
@@ -166,21 +174,62 @@ impl GenerationStream {
     /// The tokens to feed in the next forward pass: the next prompt chunk (at most `budget`
     /// tokens) while prefilling, else the last sampled token; and whether that pass must
     /// produce logits (only when it reaches the end of the prompt, or when decoding).
+    /// While a sample is inflight (pipelined decode) the token is a placeholder: feed
+    /// [`Self::lazy_input`] instead.
     pub fn next_input(&self, budget: usize) -> (Vec<u32>, bool) {
         if self.is_prefilling() {
             let end = (self.prompt_fed + budget.max(1)).min(self.req.prompt.len());
             (self.req.prompt[self.prompt_fed..end].to_vec(), end == self.req.prompt.len())
+        } else if self.inflight.is_some() {
+            (vec![0], true)
         } else {
             (vec![self.last_token.expect("decoding without a sampled token")], true)
         }
     }
 
-    /// Marks the input from [`Self::next_input`] as fed (now held by the KV cache).
+    /// The inflight sample's id on the device, when the next input is one (pipelined decode).
+    pub fn lazy_input(&self) -> Option<Array> {
+        self.inflight.as_ref().map(|(t, _)| t.clone())
+    }
+
+    /// Marks the input from [`Self::next_input`] as fed (now held by the KV cache). A lazily fed
+    /// id is recorded when [`Self::settle_fed`] reads it.
     pub fn fed(&mut self, tokens: &[u32]) {
         if self.is_prefilling() {
             self.prompt_fed += tokens.len();
         }
-        self.kv_tokens.extend_from_slice(tokens);
+        match self.inflight.take() {
+            Some(sample) => self.fed_inflight = Some(sample),
+            None => self.kv_tokens.extend_from_slice(tokens),
+        }
+    }
+
+    /// Reads and emits the sample that this step fed lazily (call after queueing the step's own
+    /// work, so the wait overlaps with it). `None` when nothing was fed lazily.
+    pub fn settle_fed(&mut self) -> Option<Step> {
+        let (token, lp) = self.fed_inflight.take()?;
+        let id = token.item_cast::<u32>();
+        self.kv_tokens.push(id);
+        Some(self.accept(id, lp.item_cast::<f32>()))
+    }
+
+    /// Takes this step's (queued) sample: keeps it on the device for the next step to feed when
+    /// the row can pipeline, else reads and emits it now. A row pipelines when the sample does
+    /// not steer the next step's graph on the host: no grammar (its mask needs the id), no
+    /// penalties (their history needs it), no speculation, and not the last token by maxTokens
+    /// (so a fed sample is never wasted for length). An EOS or stop sample costs one extra step.
+    pub fn take_sample(&mut self, token: Array, lp: Array) -> Step {
+        let pipelines = self.guide.is_none()
+            && self.spec.is_none()
+            && !self.grammar_done
+            && !self.sampler.has_penalties()
+            && self.generated + 1 < self.req.max_tokens;
+        if pipelines {
+            self.inflight = Some((token, lp));
+            Step::Continue
+        } else {
+            self.accept(token.item_cast::<u32>(), lp.item_cast::<f32>())
+        }
     }
 
     /// Starts from a reused KV prefix holding the first `n` prompt tokens.

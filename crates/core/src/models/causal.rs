@@ -14,7 +14,13 @@ type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
 /// One sequence's share of a batched forward pass.
 pub struct Segment<'a> {
+    /// The segment's token ids. For a pipelined decode row (`lazy` set) a placeholder of the
+    /// right length whose values are ignored.
     pub tokens: &'a [u32],
+    /// A decode row's input id still on the device ([1], any integer dtype): the previous step's
+    /// sample, fed before the host has read it (pipelined decode), so the host never waits for
+    /// the device between steps.
+    pub lazy: Option<&'a Array>,
     /// That sequence's per-layer KV cache (appended to by this pass).
     pub cache: &'a mut [KvCache],
     /// Whether the caller needs logits for the segment's last token.
@@ -68,6 +74,34 @@ impl CausalModel {
     pub fn eval_weights(&self) -> MlxResult<()> {
         dispatch!(self, m => m.eval_weights())
     }
+}
+
+impl<'a> Segment<'a> {
+    /// A segment of known token ids.
+    pub fn ids(tokens: &'a [u32], cache: &'a mut [KvCache], logits: bool) -> Self {
+        Segment { tokens, lazy: None, cache, logits }
+    }
+}
+
+/// The input ids of all segments, concatenated: int32 [1, T]. Host ids become one constant;
+/// lazily fed ids (pipelined decode) are spliced in on the device.
+pub(crate) fn input_ids(segs: &[Segment<'_>]) -> MlxResult<Array> {
+    let total: i32 = segs.iter().map(|s| s.tokens.len() as i32).sum();
+    if segs.iter().all(|s| s.lazy.is_none()) {
+        let ids: Vec<i32> = segs.iter().flat_map(|s| s.tokens.iter().map(|&t| t as i32)).collect();
+        return Ok(Array::from_slice(&ids, &[1, total]));
+    }
+    let mut parts = Vec::with_capacity(segs.len());
+    for s in segs {
+        match s.lazy {
+            Some(id) => parts.push(id.as_dtype(mlx_rs::Dtype::Int32)?.reshape(&[-1])?),
+            None => {
+                let ids: Vec<i32> = s.tokens.iter().map(|&t| t as i32).collect();
+                parts.push(Array::from_slice(&ids, &[ids.len() as i32]));
+            }
+        }
+    }
+    mlx_rs::ops::concatenate(&parts, 0)?.reshape(&[1, total])
 }
 
 /// Row indices (into the concatenated token axis) of the segments' last tokens that want logits,

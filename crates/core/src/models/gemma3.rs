@@ -11,7 +11,7 @@ use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array, Dtype};
 use serde_json::Value;
 
-use super::causal::{embedding_arrays, linear_arrays, segment_logits, select_rows, Segment};
+use super::causal::{embedding_arrays, input_ids, linear_arrays, segment_logits, select_rows, Segment};
 use super::config::{ModelConfig, RopeScaling};
 use super::linear::{Embedding, Linear};
 use super::rope::Rope;
@@ -100,7 +100,7 @@ impl Gemma3Model {
 
     pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
         let tokens: Vec<u32> = ids.as_dtype(Dtype::Uint32)?.as_slice::<u32>().to_vec();
-        let mut seg = [Segment { tokens: &tokens, cache, logits: true }];
+        let mut seg = [Segment::ids(&tokens, cache, true)];
         let h = self.hidden_states(&mut seg)?;
         let h = if last_only { select_rows(&h, &seg)? } else { h };
         self.project(&h)
@@ -113,9 +113,7 @@ impl Gemma3Model {
     }
 
     fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let ids: Vec<i32> = segs.iter().flat_map(|s| s.tokens.iter().map(|&t| t as i32)).collect();
-        let total = ids.len() as i32;
-        let h = self.embed_tokens.lookup(&Array::from_slice(&ids, &[1, total]))?;
+        let h = self.embed_tokens.lookup(&input_ids(segs)?)?;
         // mlx-lm multiplies by sqrt(hidden) rounded to bfloat16.
         let scale = Array::from_f32((self.config.hidden_size as f64).sqrt() as f32).as_dtype(Dtype::Bfloat16)?.as_dtype(h.dtype())?;
         let mut h = ops::multiply(&h, &scale)?;

@@ -6,7 +6,7 @@
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::{nn, ops, Array};
 
-use super::causal::{embedding_arrays, linear_arrays, segment_logits, Segment};
+use super::causal::{embedding_arrays, input_ids, linear_arrays, segment_logits, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear};
 use super::rope::Rope;
@@ -83,12 +83,12 @@ impl LlamaModel {
     pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
         let tokens: Vec<u32> = ids.as_dtype(mlx_rs::Dtype::Uint32)?.as_slice::<u32>().to_vec();
         if last_only {
-            let mut seg = [Segment { tokens: &tokens, cache, logits: true }];
+            let mut seg = [Segment::ids(&tokens, cache, true)];
             let logits = self.forward_segments(&mut seg)?;
             let vocab = logits.shape()[1];
             return logits.reshape(&[1, 1, vocab]);
         }
-        let h = self.hidden_states(&mut [Segment { tokens: &tokens, cache, logits: true }])?;
+        let h = self.hidden_states(&mut [Segment::ids(&tokens, cache, true)])?;
         self.project(&h)
     }
 
@@ -103,9 +103,7 @@ impl LlamaModel {
     }
 
     fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let ids: Vec<i32> = segs.iter().flat_map(|s| s.tokens.iter().map(|&t| t as i32)).collect();
-        let total = ids.len() as i32;
-        let mut h = self.embed_tokens.lookup(&Array::from_slice(&ids, &[1, total]))?;
+        let mut h = self.embed_tokens.lookup(&input_ids(segs)?)?;
         for (li, layer) in self.layers.iter().enumerate() {
             h = self.block_forward(layer, li, &h, segs)?;
         }
