@@ -24,8 +24,12 @@ use crate::error::EngineError;
 use crate::generation::stream::{GenerationStream, Step};
 use crate::models::Segment;
 
-/// Prompt tokens fed per step across all prefilling streams (chunked prefill).
+/// Prompt tokens fed per step across all prefilling streams while other streams decode
+/// (chunked prefill: a long prompt delays the running streams by at most one such chunk).
 pub const PREFILL_BUDGET: usize = 512;
+/// The chunk when no stream is waiting for its next token: larger chunks cost fewer passes
+/// (mlx-lm's prefill step is 2048 too).
+pub const PREFILL_BUDGET_IDLE: usize = 2048;
 
 /// `getBatchStats().generation` (spec §15).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -109,7 +113,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
             plan.push(Planned { row: i, tokens, logits, lazy: s.lazy_input() });
         }
     }
-    let mut budget = PREFILL_BUDGET;
+    let mut budget = if plan.is_empty() && spec_rows == 0 { PREFILL_BUDGET_IDLE } else { PREFILL_BUDGET };
     for (i, s) in streams.iter().enumerate() {
         if s.is_prefilling() && budget > 0 {
             let (tokens, logits) = s.next_input(budget);
