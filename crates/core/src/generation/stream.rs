@@ -23,6 +23,8 @@ use crate::text::{StopMatcher, StreamingDetokenizer};
 
 #[path = "speculative.rs"]
 pub mod speculative;
+#[path = "vision_step.rs"]
+pub mod vision_step;
 
 /// Values of the shared cancel flag.
 pub const CANCEL_NONE: u8 = 0;
@@ -71,6 +73,8 @@ pub struct GenerationStream {
     pending: Option<Chunk>,
     /// Speculative decoding state when the request named a `draftModel` (see `speculative`).
     spec: Option<speculative::Speculation>,
+    /// Image inputs and M-RoPE state when the request carried images (see `vision_step`).
+    vision: Option<vision_step::VisionState>,
 }
 
 pub enum Step {
@@ -102,6 +106,7 @@ impl GenerationStream {
             kv_tokens: Vec::new(),
             pending: None,
             spec: None,
+            vision: None,
             req,
         })
     }
