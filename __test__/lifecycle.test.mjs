@@ -151,9 +151,8 @@ describe('runtime info, cache stats, batch stubs', () => {
     expect(info.mlxVersion.length).toBeGreaterThan(0);
     expect(info.protocol).toBe('json-rpc-2.0');
     expect(info.capabilities).toEqual(expect.arrayContaining(['load_model', 'generate', 'tokenize']));
-    // Only what works is listed: this build's JS rejects vision.
-    expect(info.capabilities).not.toContain('load_vision_model');
-    expect(info.capabilities).not.toContain('generate_with_image');
+    // Only what works is listed: vision (§7.12) is native now.
+    expect(info.capabilities).toEqual(expect.arrayContaining(['load_vision_model', 'generate_with_image']));
     expect(info.memory.rss).toBeGreaterThan(0);
     expect(['cpu', 'cuda', 'metal']).toContain(info.backend.device);
     expect(await engine.getRuntimeInfo()).toMatchObject({

@@ -350,8 +350,8 @@ describe('draft models', () => {
   });
 });
 
-describe('members without native support yet reject clearly', () => {
-  it('loadVisionModel → ModelLoadError and an error event', async () => {
+describe('vision members on a text model reject clearly (§7.12)', () => {
+  it('loadVisionModel of a text model → ModelLoadError and an error event', async () => {
     const { events, off } = listen(engine, 'error');
     const err = await rejectionOf(engine.load_vision_model({ model: LLAMA }));
     off();

@@ -9,7 +9,8 @@ const EventEmitter = require('eventemitter3');
 const { EngineClientError, fromNative } = require('./errors');
 const { streamChunks } = require('./stream');
 const { toRawArg } = require('./raw');
-const { notSupported, visionGenerator } = require('./unsupported');
+const { notSupported } = require('./unsupported');
+const { nativeVisionParams, visionChunks } = require('./vision');
 const {
   CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf,
 } = require('./engine-support');
@@ -179,7 +180,7 @@ class Engine extends EventEmitter {
 
   // ---- models (§4, §5.2, §8.1) -------------------------------------------------------------
 
-  async #load(options, { fallback, context, announce, invalidAs }) {
+  async #load(options, { fallback, context, announce, invalidAs, vision }) {
     const onProgress = options && typeof options === 'object' ? options.onProgress : undefined;
     let modelId = progressModelId(options);
     let handle;
@@ -197,10 +198,12 @@ class Engine extends EventEmitter {
       checkNoShutdown();
       // Validate first (§6: nothing is announced for a request that cannot load).
       const check = this.#nativeModule.checkLoadModelOptions;
-      if (typeof check === 'function') modelId = check(toRawArg(options));
+      if (typeof check === 'function' && !vision) modelId = check(toRawArg(options));
       this.#progress(onProgress, { phase: 'load' }, modelId);
       before = this.#loadedIds();
-      handle = await this.#nativeEngine().loadModel(toRawArg(options));
+      handle = vision
+        ? await this.#nativeEngine().loadVisionModel(toRawArg(options))
+        : await this.#nativeEngine().loadModel(toRawArg(options));
       checkNoShutdown();
     } catch (err) {
       let e = fromNative(err, fallback);
@@ -403,17 +406,31 @@ class Engine extends EventEmitter {
     }
   }
 
-  // ---- vision (§7.12): not implemented natively yet ----------------------------------------
+  // ---- vision (§7.12) ------------------------------------------------------------------------
 
-  async loadVisionModel(options) {
-    void options;
-    throw this.#fail(notSupported('ModelLoadError', 'loadVisionModel'), 'ModelLoadError',
-      'loadVisionModel');
+  loadVisionModel(options) {
+    return this.#load(options, {
+      fallback: 'ModelLoadError', context: 'loadVisionModel', announce: true, vision: true,
+    });
   }
 
+  /** Sync; nothing happens until the first next(). Failures are thrown and emit `error`. */
   createVisionGenerator(params, options) {
-    return visionGenerator(params, options, (err) => this.#fail(err, 'GenerationError',
-      'createVisionGenerator'));
+    const opts = options && typeof options === 'object' ? options : {};
+    const fail = (err) => this.#fail(err, 'GenerationError', 'createVisionGenerator');
+    const open = async () => {
+      try {
+        await this.#ensureStarted();
+        const streamOptions = {};
+        if (opts.streamId !== undefined) streamOptions.streamId = opts.streamId;
+        if (opts.timeoutMs !== undefined) streamOptions.timeoutMs = opts.timeoutMs;
+        return await this.#nativeEngine().createVisionStream(
+          toRawArg(nativeVisionParams(params)), toRawArg(streamOptions));
+      } catch (err) {
+        throw fail(err);
+      }
+    };
+    return visionChunks(open, opts, fail);
   }
 
   // ---- runtime info & stats (§8) -----------------------------------------------------------

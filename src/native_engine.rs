@@ -119,6 +119,22 @@ impl NativeEngine {
         Ok(NativeStream::new(handle))
     }
 
+    /// Spec §7.12 `loadVisionModel`: resolves with the VisionModelHandle.
+    #[napi]
+    pub async fn load_vision_model(&self, raw: Value) -> Result<Value> {
+        let r = self.engine.load_vision_model(&raw).await.map_err(to_napi)?;
+        Ok(r.handle)
+    }
+
+    /// Spec §7.12 vision stream: image sources are strings (path, URL, data URI, base64; the JS
+    /// facade turns Buffers into data URIs). Images are read and preprocessed off the engine thread.
+    #[napi]
+    pub async fn create_vision_stream(&self, raw: Value, options: Option<Value>) -> Result<NativeStream> {
+        let options = options.unwrap_or(Value::Null);
+        let handle = self.engine.create_vision_stream(&raw, &options).await.map_err(to_napi)?;
+        Ok(NativeStream::new(handle))
+    }
+
     /// Spec §7.8 / §8.5 CompatibilityReport; ModelNotLoaded when either id is not loaded.
     #[napi]
     pub async fn check_draft_compatibility(&self, primary_id: Value, draft_id: Value) -> Result<Value> {

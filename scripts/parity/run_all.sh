@@ -16,6 +16,8 @@ PY=$(scripts/models/ensure_venv.sh)
 scripts/models/fetch_default_model.sh >/dev/null
 scripts/models/fetch_gemma3.sh >/dev/null
 "$PY" scripts/models/make_fixtures.py
+# Vision (issue #9): mlx-vlm reference venv, tiny Qwen2-VL fixture, test images, references.
+scripts/parity/vision_all.sh
 
 # The BLAS the engine links (crates/core/build_blas.rs looks in the same places).
 OPENBLAS=

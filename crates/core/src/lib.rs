@@ -9,6 +9,7 @@ pub mod models;
 pub mod params;
 pub mod services;
 pub mod text;
+pub mod vision;
 
 pub use engine::{Engine, EngineConfig, StreamControl, StreamHandle};
 pub use error::{EngineError, EngineResult, ErrorCode};

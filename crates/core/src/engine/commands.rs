@@ -9,6 +9,7 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 use crate::error::EngineResult;
 use crate::generation::Chunk;
 use crate::params::{GeneratorParams, LoadModelOptions, TokenizeRequest};
+use crate::vision::{PixelPatches, ProcessorConfig};
 
 #[derive(Debug)]
 pub struct LoadReply {
@@ -31,6 +32,13 @@ pub struct StartStream {
     pub timeout_ms: Option<u64>,
     pub tx: UnboundedSender<Chunk>,
     pub cancel: Arc<AtomicU8>,
+    /// A vision request: the user's prompt and the preprocessed images.
+    pub vision: Option<VisionStart>,
+}
+
+pub struct VisionStart {
+    pub prompt: String,
+    pub images: Vec<PixelPatches>,
 }
 
 pub enum Command {
@@ -38,6 +46,9 @@ pub enum Command {
     Unload { id: String, reply: oneshot::Sender<EngineResult<()>> },
     Tokenize { req: TokenizeRequest, reply: oneshot::Sender<EngineResult<TokenizeReply>> },
     Start { start: Box<StartStream>, reply: oneshot::Sender<EngineResult<()>> },
+    LoadVision { opts: LoadModelOptions, reply: oneshot::Sender<EngineResult<LoadReply>> },
+    /// The image processor of a loaded vision model (ModelNotLoaded otherwise).
+    VisionProcessor { model: String, reply: oneshot::Sender<EngineResult<ProcessorConfig>> },
     Shutdown { reply: oneshot::Sender<()> },
     CheckDraft(CheckDraft),
     TokenizeBatch(TokenizeBatch),

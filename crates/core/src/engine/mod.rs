@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod scheduler;
+mod vision;
 mod worker;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -208,7 +209,7 @@ impl Engine {
         let id = stream_id.unwrap_or_else(|| format!("stream-{}-{}", std::process::id(), self.next_stream.fetch_add(1, Ordering::Relaxed)));
         let (tx, rx) = tmpsc::unbounded_channel();
         let cancel = Arc::new(AtomicU8::new(0));
-        let start = StartStream { params, id: id.clone(), timeout_ms, tx, cancel: cancel.clone() };
+        let start = StartStream { params, id: id.clone(), timeout_ms, tx, cancel: cancel.clone(), vision: None };
         self.request(|reply| Command::Start { start: Box::new(start), reply }).await?;
         self.active.fetch_add(1, Ordering::AcqRel);
         let slot = Arc::new(ActiveSlot { counter: self.active.clone(), released: Default::default() });

@@ -7,6 +7,8 @@
 //! Speculative rows (a `draftModel`, prompt fed) take a separate per-stream path each step,
 //! before the batched pass: draft proposals plus one target verification pass over that row
 //! alone (`GenerationStream::speculative_step`). Their prefill still joins the batched pass.
+//! Vision rows (a prompt with images, `generation/vision_step.rs`) also step alone, prefill
+//! included: their M-RoPE positions are not the batched pass's (documented fallback).
 //! Each row's output depends only on its own caches, sampler and RNG, so a batch mixing
 //! speculative and normal rows gives every row the same ids as alone.
 
@@ -73,11 +75,11 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
     let mut spec_rows = 0;
     let mut spec_failed = Vec::new();
     ended.extend(take_where(streams, |s| {
-        if !s.is_speculating() {
+        if !s.steps_alone() {
             return false;
         }
         spec_rows += 1;
-        match catch_unwind(AssertUnwindSafe(|| s.speculative_step())) {
+        match catch_unwind(AssertUnwindSafe(|| s.solo_step())) {
             Ok(Ok(Step::Continue)) => false,
             Ok(Ok(Step::Done)) => true,
             Ok(Err(e)) => {
@@ -86,7 +88,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
                 true
             }
             Err(_) => {
-                s.fail(EngineError::generation("internal error during a speculative decoding step"));
+                s.fail(EngineError::generation("internal error during a per-stream decoding step"));
                 spec_failed.push(s.id().to_string());
                 true
             }
@@ -96,7 +98,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
         // A failed row's caches are not reusable: drop it instead of handing it back.
         ended.retain(|s| !spec_failed.iter().any(|id| id == s.id()));
     }
-    if streams.iter().all(|s| s.is_speculating()) {
+    if streams.iter().all(|s| s.steps_alone()) {
         if spec_rows > 0 {
             stats.lock().record(spec_rows, 0);
         }
@@ -105,7 +107,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
     // Plan: decoding rows first, then prompt chunks within the budget, in arrival order.
     let mut plan: Vec<Planned> = Vec::new();
     for (i, s) in streams.iter().enumerate() {
-        if s.is_speculating() {
+        if s.steps_alone() {
             continue; // stepped above
         }
         if !s.is_prefilling() {
@@ -115,7 +117,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
     }
     let mut budget = if plan.is_empty() && spec_rows == 0 { PREFILL_BUDGET_IDLE } else { PREFILL_BUDGET };
     for (i, s) in streams.iter().enumerate() {
-        if s.is_prefilling() && budget > 0 {
+        if s.is_prefilling() && budget > 0 && !s.steps_alone() {
             let (tokens, logits) = s.next_input(budget);
             budget -= tokens.len().min(budget);
             plan.push(Planned { row: i, tokens, logits, lazy: None });

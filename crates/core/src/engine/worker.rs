@@ -97,6 +97,14 @@ impl Worker {
                 let _ = reply.send(r);
             }
             Command::Shutdown { .. } => unreachable!("handled by run()"),
+            Command::LoadVision { opts, reply } => {
+                let r = guarded(|| self.load_with(opts, true), ErrorCode::ModelLoadError);
+                let _ = reply.send(r);
+            }
+            Command::VisionProcessor { model, reply } => {
+                let r = guarded(|| self.vision_model(&model).map(|v| v.processor.clone()), ErrorCode::GenerationError);
+                let _ = reply.send(r);
+            }
             Command::CheckDraft(c) => {
                 let _ = c.reply.send(Ok(self.check_drafts(c.pairs)));
             }
@@ -107,7 +115,12 @@ impl Worker {
     }
 
     fn load(&mut self, opts: LoadModelOptions) -> EngineResult<LoadReply> {
-        match self.registry.load(opts)? {
+        self.load_with(opts, false)
+    }
+
+    fn load_with(&mut self, opts: LoadModelOptions, vision: bool) -> EngineResult<LoadReply> {
+        let outcome = if vision { self.registry.load_vision(opts)? } else { self.registry.load(opts)? };
+        match outcome {
             LoadOutcome::Cached(handle) => Ok(LoadReply { handle, cached: true, evicted: vec![] }),
             LoadOutcome::Loaded { handle, evicted } => {
                 // A (re)loaded model may have other weights than what the cache was built with.
@@ -167,12 +180,23 @@ impl Worker {
         if self.streams.iter().any(|x| x.id() == s.id) {
             return Err(EngineError::invalid_params(format!("Stream id {} is already active", s.id)).with_detail("field", "streamId"));
         }
-        let req = prepare_stream(s.params, &model, s.id, s.timeout_ms)?;
+        let mut params = s.params;
+        let vision = match s.vision {
+            Some(v) => {
+                let (tokens, vis) = crate::vision::stream_prompt(&model, &v.prompt, &v.images)?;
+                params.prompt = crate::params::Prompt::Tokens(tokens);
+                Some((vis, v.images))
+            }
+            None => None,
+        };
+        let req = prepare_stream(params, &model, s.id, s.timeout_ms)?;
         let mut stream = GenerationStream::new(req, model, s.tx, s.cancel)?;
         if let Some(draft) = draft {
             stream.enable_speculation(draft, k);
         }
-        if let Some((n, cache)) = self.prefix_cache.lookup(stream.model_id(), stream.prompt()) {
+        if let Some((vis, images)) = vision {
+            stream.enable_vision(vis, images);
+        } else if let Some((n, cache)) = self.prefix_cache.lookup(stream.model_id(), stream.prompt()) {
             stream.resume_from(n, cache);
         }
         self.streams.push_back(stream);
@@ -181,6 +205,12 @@ impl Worker {
 }
 
 impl Worker {
+    /// A loaded vision model (ModelNotLoaded when unknown or text-only: spec §7.12).
+    fn vision_model(&mut self, id: &str) -> EngineResult<Rc<crate::vision::qwen2_vl::Qwen2Vl>> {
+        let m = self.registry.get(id).ok_or_else(|| EngineError::model_not_loaded(format!("Model not loaded: {id}")))?;
+        m.vision.clone().ok_or_else(|| EngineError::model_not_loaded(format!("Model {id} is not a vision model; load it with loadVisionModel")))
+    }
+
     /// The draft of a speculative request: loaded (else ModelNotLoaded) and compatible with the
     /// target by the §7.8 check (else InvalidParams with the check's first error), and with
     /// logits of the same width.

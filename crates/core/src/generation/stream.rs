@@ -23,6 +23,8 @@ use crate::text::{StopMatcher, StreamingDetokenizer};
 
 #[path = "speculative.rs"]
 pub mod speculative;
+#[path = "vision_step.rs"]
+pub mod vision_step;
 
 /// Values of the shared cancel flag.
 pub const CANCEL_NONE: u8 = 0;
@@ -77,6 +79,8 @@ pub struct GenerationStream {
     inflight: Option<(Array, Array)>,
     /// The inflight sample after it was fed in this step, awaiting [`Self::settle_fed`].
     fed_inflight: Option<(Array, Array)>,
+    /// Image inputs and M-RoPE state when the request carried images (see `vision_step`).
+    vision: Option<vision_step::VisionState>,
 }
 
 pub enum Step {
@@ -110,6 +114,7 @@ impl GenerationStream {
             spec: None,
             inflight: None,
             fed_inflight: None,
+            vision: None,
             req,
         })
     }

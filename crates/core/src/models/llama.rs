@@ -38,6 +38,25 @@ struct Block {
     mlp: Mlp,
 }
 
+/// Explicit rotary tables for one sequence (cos and sin, [1, 1, L, head_dim]), applied as
+/// `x·cos + rotate_half(x)·sin` instead of the configured rope: the hook multimodal position
+/// schemes (Qwen2-VL's M-RoPE, where image tokens carry 3-D positions) use.
+pub struct RotaryTables {
+    pub cos: Array,
+    pub sin: Array,
+}
+
+impl RotaryTables {
+    fn apply(&self, x: &Array) -> MlxResult<Array> {
+        use mlx_rs::ops::indexing::TryIndexOp;
+        let half = x.shape()[3] / 2;
+        let x1 = x.try_index((.., .., .., ..half))?;
+        let x2 = x.try_index((.., .., .., half..))?;
+        let rotated = ops::concatenate(&[ops::negative(&x2)?, x1], 3)?;
+        ops::add(&ops::multiply(x, &self.cos)?, &ops::multiply(&rotated, &self.sin)?)
+    }
+}
+
 pub struct LlamaModel {
     pub config: ModelConfig,
     embed_tokens: Embedding,
@@ -105,9 +124,28 @@ impl LlamaModel {
     fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let mut h = self.embed_tokens.lookup(&input_ids(segs)?)?;
         for (li, layer) in self.layers.iter().enumerate() {
-            h = self.block_forward(layer, li, &h, segs)?;
+            h = self.block_forward(layer, li, &h, segs, None)?;
         }
         Ok(h)
+    }
+
+    /// Token embeddings [1, L, hidden].
+    pub fn embed(&self, ids: &[u32]) -> MlxResult<Array> {
+        let ids: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
+        self.embed_tokens.lookup(&Array::from_slice(&ids, &[1, ids.len() as i32]))
+    }
+
+    /// One sequence from input embeddings `h` [1, L, hidden] (token embeddings with image
+    /// features spliced in) with explicit rotary tables → logits of the last position [1, vocab].
+    pub fn forward_embeddings(&self, h: Array, cache: &mut [KvCache], rot: &RotaryTables) -> MlxResult<Array> {
+        // attention only reads the segment's length from `tokens`
+        let placeholder = vec![0u32; h.shape()[1] as usize];
+        let mut segs = [Segment::ids(&placeholder, cache, true)];
+        let mut h = h;
+        for (li, layer) in self.layers.iter().enumerate() {
+            h = self.block_forward(layer, li, &h, &mut segs, Some(rot))?;
+        }
+        segment_logits(&h, &segs, |h| self.project(h))
     }
 
     fn project(&self, h: &Array) -> MlxResult<Array> {
@@ -118,10 +156,10 @@ impl LlamaModel {
         }
     }
 
-    fn block_forward(&self, b: &Block, layer: usize, x: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+    fn block_forward(&self, b: &Block, layer: usize, x: &Array, segs: &mut [Segment<'_>], rot: Option<&RotaryTables>) -> MlxResult<Array> {
         let eps = self.config.rms_norm_eps;
         let normed = fast::rms_norm(x, Some(&b.input_layernorm), eps)?;
-        let h = ops::add(x, &self.attention(&b.attn, layer, &normed, segs)?)?;
+        let h = ops::add(x, &self.attention(&b.attn, layer, &normed, segs, rot)?)?;
         let normed = fast::rms_norm(&h, Some(&b.post_attention_layernorm), eps)?;
         let gate = b.mlp.gate_proj.forward(&normed)?;
         let up = b.mlp.up_proj.forward(&normed)?;
@@ -129,7 +167,7 @@ impl LlamaModel {
         ops::add(&h, &b.mlp.down_proj.forward(&act)?)
     }
 
-    fn attention(&self, a: &Attention, layer: usize, x: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+    fn attention(&self, a: &Attention, layer: usize, x: &Array, segs: &mut [Segment<'_>], rot: Option<&RotaryTables>) -> MlxResult<Array> {
         let c = &self.config;
         let q_all = a.q_proj.forward(x)?;
         let k_all = a.k_proj.forward(x)?;
@@ -156,8 +194,10 @@ impl LlamaModel {
             let v = heads(part(&v_all)?, c.num_key_value_heads, &None)?;
             let cache = &mut seg.cache[layer];
             let offset = cache.offset();
-            let q = self.rope.apply(&q, offset)?;
-            let k = self.rope.apply(&k, offset)?;
+            let (q, k) = match rot {
+                Some(r) => (r.apply(&q)?, r.apply(&k)?),
+                None => (self.rope.apply(&q, offset)?, self.rope.apply(&k, offset)?),
+            };
             let (keys, values) = cache.update(&k, &v)?;
             let scale = (c.head_dim as f32).powf(-0.5);
             let out = if len > 1 {

@@ -18,6 +18,7 @@ use crate::services::draft_compat::DraftPairs;
 use crate::models::gguf::{is_gguf_path, load_gguf_model, GgufModelFile};
 use crate::text::gguf_tokenizer::tokenizer_from_gguf;
 use crate::text::TextTokenizer;
+use crate::vision::qwen2_vl::{is_vision_model_dir, Qwen2Vl};
 
 /// Spec §8.9: at most this many models; loading one more evicts the least recently used.
 pub const MAX_LOADED_MODELS: usize = 5;
@@ -32,6 +33,8 @@ pub struct LoadedModel {
     pub options: LoadModelOptions,
     /// Structured-output tokenizer state, built on the first structured request.
     pub guidance: GuidanceCache,
+    /// The vision part of a vision-language model (its language model is `model`).
+    pub vision: Option<Rc<Qwen2Vl>>,
 }
 
 /// One published entry of the snapshot.
@@ -104,24 +107,47 @@ impl ModelRegistry {
     }
 
     pub fn load(&mut self, opts: LoadModelOptions) -> EngineResult<LoadOutcome> {
+        self.load_checked(opts, false)
+    }
+
+    /// `loadVisionModel`: like [`Self::load`], but the folder must hold a vision-language model.
+    pub fn load_vision(&mut self, opts: LoadModelOptions) -> EngineResult<LoadOutcome> {
+        self.load_checked(opts, true)
+    }
+
+    fn load_checked(&mut self, opts: LoadModelOptions, require_vision: bool) -> EngineResult<LoadOutcome> {
         if let Some(existing) = self.models.iter().find(|m| m.id == opts.id) {
-            if same_variant(&existing.options, &opts) {
+            if same_variant(&existing.options, &opts) && (existing.vision.is_some() || !require_vision) {
                 self.snapshot.touch(&opts.id);
                 return Ok(LoadOutcome::Cached(existing.handle.clone()));
             }
         }
         let dir = resolve_dir(&opts)?;
-        let (model, stats, tokenizer) = if dir.is_file() {
+        let is_vision = dir.is_dir() && is_vision_model_dir(&dir);
+        if require_vision && !is_vision {
+            return Err(EngineError::model_load(format!(
+                "'{}' is not a supported vision-language model (supported model_type: {})",
+                opts.id,
+                crate::vision::qwen2_vl::config::MODEL_TYPES.join(", ")
+            )));
+        }
+        let (model, stats, tokenizer, vision) = if dir.is_file() {
             let g = GgufModelFile::open(&dir)?;
             let tokenizer = tokenizer_from_gguf(&g)?;
             let (model, stats) = load_gguf_model(&g)?;
-            (model, stats, tokenizer)
+            (model, stats, tokenizer, None)
+        } else if is_vision {
+            let (vision, model, stats) = Qwen2Vl::load(&dir, opts.compute_dtype)?;
+            (model, stats, TextTokenizer::from_dir(&dir)?, Some(Rc::new(vision)))
         } else {
             let (model, stats) = load_language_model_with(&dir, opts.compute_dtype)?;
-            (model, stats, TextTokenizer::from_dir(&dir)?)
+            (model, stats, TextTokenizer::from_dir(&dir)?, None)
         };
-        let handle = build_handle(&opts, &dir, &model, &tokenizer, &stats);
-        let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts, guidance: GuidanceCache::default() };
+        let mut handle = build_handle(&opts, &dir, &model, &tokenizer, &stats);
+        if let Some(v) = &vision {
+            crate::vision::handle::make_vision_handle(&mut handle, &opts, v);
+        }
+        let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts, guidance: GuidanceCache::default(), vision };
         // Different options for the same id replace it.
         self.models.retain(|m| m.id != loaded.id);
         self.draft_pairs.forget(&loaded.id);

@@ -48,6 +48,18 @@ pub fn render_chat(
     bos_token: Option<&str>,
     eos_token: Option<&str>,
 ) -> EngineResult<String> {
+    render_chat_values(template, &messages, add_generation_prompt, bos_token, eos_token)
+}
+
+/// [`render_chat`] for messages of any serializable shape, e.g. multimodal turns whose
+/// `content` is a list of `{type: 'text', text}` / `{type: 'image'}` parts.
+pub fn render_chat_values<M: Serialize + ?Sized>(
+    template: &str,
+    messages: &M,
+    add_generation_prompt: bool,
+    bos_token: Option<&str>,
+    eos_token: Option<&str>,
+) -> EngineResult<String> {
     let mut env = Environment::new();
     // Jinja2 options HF uses (ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)).
     env.set_trim_blocks(true);
