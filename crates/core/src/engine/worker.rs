@@ -17,6 +17,7 @@ use crate::generation::prefix_cache::PrefixCache;
 use crate::generation::stream::speculative::DEFAULT_DRAFT_TOKENS;
 use crate::generation::stream::GenerationStream;
 use std::rc::Rc;
+use crate::hub::ResolvedModel;
 use crate::params::{LoadModelOptions, TokenizeRequest};
 use crate::services::generation::prepare_stream;
 use crate::services::model_lifecycle::{LoadOutcome, LoadedModel, ModelRegistry, ModelSnapshot};
@@ -80,8 +81,8 @@ impl Worker {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Load { opts, reply } => {
-                let r = guarded(|| self.load(opts), ErrorCode::ModelLoadError);
+            Command::Load { opts, source, reply } => {
+                let r = guarded(|| self.load(opts, source), ErrorCode::ModelLoadError);
                 let _ = reply.send(r);
             }
             Command::Unload { id, reply } => {
@@ -106,8 +107,8 @@ impl Worker {
         }
     }
 
-    fn load(&mut self, opts: LoadModelOptions) -> EngineResult<LoadReply> {
-        match self.registry.load(opts)? {
+    fn load(&mut self, opts: LoadModelOptions, source: Option<ResolvedModel>) -> EngineResult<LoadReply> {
+        match self.registry.load(opts, source)? {
             LoadOutcome::Cached(handle) => Ok(LoadReply { handle, cached: true, evicted: vec![] }),
             LoadOutcome::Loaded { handle, evicted } => {
                 // A (re)loaded model may have other weights than what the cache was built with.

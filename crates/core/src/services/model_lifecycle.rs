@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
 use crate::generation::constraint::GuidanceCache;
+use crate::hub::ResolvedModel;
 use crate::models::{load_language_model_with, CausalModel, ModelStats};
 use crate::params::{LoadModelOptions, ModelDefaults};
 use crate::services::draft_compat::DraftPairs;
@@ -103,14 +104,18 @@ impl ModelRegistry {
         m
     }
 
-    pub fn load(&mut self, opts: LoadModelOptions) -> EngineResult<LoadOutcome> {
+    /// `source`: a hub model's local snapshot; `None` loads the local folder the options name.
+    pub fn load(&mut self, opts: LoadModelOptions, source: Option<ResolvedModel>) -> EngineResult<LoadOutcome> {
         if let Some(existing) = self.models.iter().find(|m| m.id == opts.id) {
             if same_variant(&existing.options, &opts) {
                 self.snapshot.touch(&opts.id);
                 return Ok(LoadOutcome::Cached(existing.handle.clone()));
             }
         }
-        let dir = resolve_dir(&opts)?;
+        let dir = match &source {
+            Some(s) => s.path.clone(),
+            None => resolve_dir(&opts)?,
+        };
         let (model, stats, tokenizer) = if dir.is_file() {
             let g = GgufModelFile::open(&dir)?;
             let tokenizer = tokenizer_from_gguf(&g)?;
@@ -120,7 +125,10 @@ impl ModelRegistry {
             let (model, stats) = load_language_model_with(&dir, opts.compute_dtype)?;
             (model, stats, TextTokenizer::from_dir(&dir)?)
         };
-        let handle = build_handle(&opts, &dir, &model, &tokenizer, &stats);
+        let mut handle = build_handle(&opts, &dir, &model, &tokenizer, &stats);
+        if let Some(s) = &source {
+            mark_hub_source(&mut handle, s);
+        }
         let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts, guidance: GuidanceCache::default() };
         // Different options for the same id replace it.
         self.models.retain(|m| m.id != loaded.id);
@@ -187,7 +195,7 @@ fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
     let dir = PathBuf::from(&raw);
     if !dir.exists() {
         return Err(EngineError::model_load(format!(
-            "model '{raw}' not found: no such local folder (downloading from the Hugging Face hub is not available in this build)"
+            "model '{raw}' not found: no such local folder or .gguf file, and not a Hugging Face hub id ('org/name' or 'org/name/<file>.gguf')"
         ))
         .with_detail("path", raw));
     }
@@ -245,6 +253,14 @@ fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &CausalModel, tok: &
         "metadata": metadata,
         "draft": opts.draft,
     })
+}
+
+/// §8.1: a hub model's descriptor says `huggingface`; metadata names the revision and the
+/// commit it resolved to (EXT `commit`).
+fn mark_hub_source(handle: &mut Value, s: &ResolvedModel) {
+    handle["descriptor"]["source"] = json!("huggingface");
+    handle["metadata"]["revision"] = json!(s.revision);
+    handle["metadata"]["commit"] = json!(s.commit);
 }
 
 pub fn now_ms() -> u64 {
