@@ -92,6 +92,9 @@ impl Fetch<'_> {
 
     fn fetch_locked(&self, file: &RemoteFile, blob: &Path, reporter: &mut DownloadReporter) -> EngineResult<()> {
         let partial = self.cache.incomplete_path(&file.blob);
+        if let Some(dir) = partial.parent() {
+            fs::create_dir_all(dir).map_err(|e| self.io_error(file, e))?;
+        }
         let mut outcome = self.attempt(file, &partial, reporter)?;
         if let Outcome::Mismatch { resumed: true } = outcome {
             // The earlier bytes were wrong (or belong to other content): start over once.
