@@ -267,3 +267,45 @@ async fn corrupt_partials_are_never_used_as_complete() {
     }
     std::fs::remove_dir_all(cache).unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_stops_a_download_and_the_next_load_resumes() {
+    let (hub, cache) = (hub_with_llama(), temp_cache("shutdown"));
+    let e = Arc::new(engine(&hub, &cache, false));
+    hub.slow_next(WEIGHTS);
+    let loading = tokio::spawn({
+        let e = e.clone();
+        async move { e.load_model(&json!(REPO)).await }
+    });
+    // Wait until the weights are partly on disk (more bytes than any other file has), then
+    // shut down.
+    let blobs = repo_dir(&cache).join("blobs");
+    let partial_len = || -> u64 {
+        std::fs::read_dir(&blobs)
+            .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".incomplete")).map(|e| e.metadata().unwrap().len()).sum())
+            .unwrap_or(0)
+    };
+    const STARTED: u64 = 2_000_000;
+    for _ in 0..4000 {
+        if partial_len() > STARTED {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(partial_len() > STARTED, "weights download never started");
+    e.shutdown().await;
+    let err = loading.await.unwrap().expect_err("load must not finish after shutdown");
+    assert_eq!(err.code, ErrorCode::RuntimeError, "{err}");
+    assert!(e.list_models().is_empty());
+    let kept = partial_len();
+    assert!(kept > STARTED && kept < fixture_bytes(WEIGHTS).len() as u64, "partial kept: {kept}");
+
+    hub.clear_requests();
+    e.load_model(&json!(REPO)).await.expect("load after shutdown");
+    let transfers: Vec<Option<String>> = hub.requests().iter().filter(|r| r.path.starts_with("/cdn/")).map(|r| r.range.clone()).collect();
+    assert_eq!(transfers.len(), 1);
+    assert!(transfers[0].as_deref().is_some_and(|r| r.starts_with("bytes=") && r != "bytes=0-"), "{transfers:?}");
+    assert_eq!(std::fs::read(repo_dir(&cache).join("snapshots").join(COMMIT).join(WEIGHTS)).unwrap(), fixture_bytes(WEIGHTS));
+    e.shutdown().await;
+    std::fs::remove_dir_all(cache).unwrap();
+}

@@ -133,9 +133,10 @@ impl Engine {
 
     /// Cancels every stream, drops every model and stops the thread. Idempotent.
     pub async fn shutdown(&self) {
+        // Also when not running: a hub download of a load in flight stops either way.
+        self.shutdowns.fetch_add(1, Ordering::AcqRel);
         let running = self.running.lock().take();
         let Some(mut running) = running else { return };
-        self.shutdowns.fetch_add(1, Ordering::AcqRel);
         let (reply, done) = oneshot::channel();
         if running.tx.send(Command::Shutdown { reply }).is_ok() {
             let _ = done.await;

@@ -43,6 +43,8 @@ struct State {
     cuts: HashMap<String, usize>,
     /// answer every listing request with this status
     listing_status: Option<u16>,
+    /// file names whose next transfer trickles (64 KiB every 20 ms)
+    slow: Vec<String>,
 }
 
 pub struct MockHub {
@@ -111,6 +113,11 @@ impl MockHub {
         self.state.lock().unwrap().cuts.insert(file.to_owned(), after);
     }
 
+    /// The next transfer of `file` sends 64 KiB every 20 ms (time to act mid-download).
+    pub fn slow_next(&self, file: &str) {
+        self.state.lock().unwrap().slow.push(file.to_owned());
+    }
+
     pub fn set_listing_status(&self, status: Option<u16>) {
         self.state.lock().unwrap().listing_status = status;
     }
@@ -157,8 +164,9 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
         let Some(file) = file else { return respond(&mut conn, 404, &[], b"", "text/plain", None) };
         let (bytes, name) = (file.bytes.clone(), file.name.clone());
         let cut = st.cuts.remove(&name);
+        let slow = take_slow(&mut st, &name);
         drop(st);
-        return send_file(&mut conn, &bytes, range.as_deref(), cut);
+        return send_file(&mut conn, &bytes, range.as_deref(), cut, slow);
     }
     // /{org}/{name}/resolve/{rev}/{file}
     let parts: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
@@ -179,8 +187,15 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     }
     let (bytes, name) = (file.bytes.clone(), file.name.clone());
     let cut = st.cuts.remove(&name);
+    let slow = take_slow(&mut st, &name);
     drop(st);
-    send_file(&mut conn, &bytes, range.as_deref(), cut);
+    send_file(&mut conn, &bytes, range.as_deref(), cut, slow);
+}
+
+fn take_slow(st: &mut State, name: &str) -> bool {
+    let before = st.slow.len();
+    st.slow.retain(|n| n != name);
+    st.slow.len() != before
 }
 
 fn listing(st: &State, rest: &str) -> (u16, Vec<(&'static str, String)>, String) {
@@ -207,19 +222,23 @@ fn listing(st: &State, rest: &str) -> (u16, Vec<(&'static str, String)>, String)
     (200, vec![], json!({"id": repo, "sha": r.commit, "siblings": siblings}).to_string())
 }
 
-fn send_file(conn: &mut TcpStream, bytes: &[u8], range: Option<&str>, cut: Option<usize>) {
+fn send_file(conn: &mut TcpStream, bytes: &[u8], range: Option<&str>, cut: Option<usize>, slow: bool) {
     let start = range.and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
     match start {
         Some(s) if s >= bytes.len() => respond(conn, 416, &[("Content-Range", format!("bytes */{}", bytes.len()))], b"", "text/plain", None),
         Some(s) => {
             let cr = format!("bytes {s}-{}/{}", bytes.len() - 1, bytes.len());
-            respond(conn, 206, &[("Content-Range", cr)], &bytes[s..], "application/octet-stream", cut)
+            respond_body(conn, 206, &[("Content-Range", cr)], &bytes[s..], "application/octet-stream", cut, slow)
         }
-        None => respond(conn, 200, &[], bytes, "application/octet-stream", cut),
+        None => respond_body(conn, 200, &[], bytes, "application/octet-stream", cut, slow),
     }
 }
 
 fn respond(conn: &mut TcpStream, status: u16, headers: &[(&str, String)], body: &[u8], ctype: &str, cut: Option<usize>) {
+    respond_body(conn, status, headers, body, ctype, cut, false)
+}
+
+fn respond_body(conn: &mut TcpStream, status: u16, headers: &[(&str, String)], body: &[u8], ctype: &str, cut: Option<usize>, slow: bool) {
     let reason = match status {
         200 => "OK",
         206 => "Partial Content",
@@ -238,7 +257,15 @@ fn respond(conn: &mut TcpStream, status: u16, headers: &[(&str, String)], body: 
         return;
     }
     let n = cut.unwrap_or(body.len()).min(body.len());
-    let _ = conn.write_all(&body[..n]);
+    let step = if slow { 64 * 1024 } else { n.max(1) };
+    for chunk in body[..n].chunks(step) {
+        if conn.write_all(chunk).is_err() {
+            return;
+        }
+        if slow {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     let _ = conn.flush();
     let _ = conn.shutdown(std::net::Shutdown::Both);
 }
