@@ -4,10 +4,13 @@
 // token?, offline?}`, each overriding its HF_* environment variable for this engine). The
 // addon validates both (InvalidParams naming the field).
 
+const { toRaw } = require('./raw');
+
 function nativeOptionsOf(opts) {
   const out = {};
   if (opts.promptCache !== undefined) out.promptCache = opts.promptCache;
-  if (opts.hub !== undefined) out.hub = opts.hub;
+  // Through toRaw: a BigInt or cycle must reach the addon as a marker it rejects, never raw.
+  if (opts.hub !== undefined) out.hub = toRaw(opts.hub);
   return Object.keys(out).length > 0 ? out : null;
 }
 
