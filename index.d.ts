@@ -530,7 +530,20 @@ export interface EngineOptions {
   cacheDir?: string;
   cache?: Partial<CacheConfig>;
   telemetry?: TelemetryOptions;
+  /**
+   * EXT: Hugging Face hub settings for this engine; each overrides its environment variable
+   * (`HF_ENDPOINT`, `HF_HUB_CACHE`, `HF_TOKEN`, `HF_HUB_OFFLINE`).
+   */
+  hub?: HubOptions;
   [key: string]: unknown;
+}
+
+/** EXT: see `EngineOptions.hub`. `cacheDir` is the hub cache folder itself (what `HF_HUB_CACHE` names). */
+export interface HubOptions {
+  endpoint?: string;
+  cacheDir?: string;
+  token?: string;
+  offline?: boolean;
 }
 
 export interface RuntimeConfig {

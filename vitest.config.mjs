@@ -7,6 +7,10 @@ export default defineConfig({
   test: {
     include: ['__test__/**/*.test.{js,mjs}'],
     pool: 'forks',
+    // Hub-shaped ids in the suite (robustness's random strings, models.test's unknown id) must
+    // never reach the real Hugging Face hub: only the cache is consulted unless a test's engine
+    // opts in with `hub: {offline: false, endpoint: <mock>}` (hub.test.mjs).
+    env: { HF_HUB_OFFLINE: '1' },
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 300_000,

@@ -62,6 +62,32 @@ function batchesOf(ne) {
   };
 }
 
+/**
+ * Relays the addon's load-progress payloads to `emit` (onProgress + `model:progress`). The addon
+ * calls `forward` from its queue, where a throw would be fatal, so the first listener exception
+ * is kept and rethrown by `settled()` (§9.1: listener exceptions reject the triggering call).
+ * The addon sends the `load` payload before its promise settles; `settled()` waits for it so
+ * every progress event precedes `model:loaded`.
+ */
+function progressRelay(emit) {
+  let sawLoad;
+  const loadSeen = new Promise((resolve) => { sawLoad = resolve; });
+  let listenerError = null;
+  const forward = (payload) => {
+    try {
+      emit(payload);
+    } catch (err) {
+      if (!listenerError) listenerError = err;
+    }
+    if (payload && payload.phase === 'load') sawLoad();
+  };
+  const settled = async () => {
+    await loadSeen;
+    if (listenerError) throw listenerError;
+  };
+  return { forward, settled };
+}
+
 module.exports = {
-  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf,
+  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf, progressRelay,
 };

@@ -9,10 +9,11 @@ const EventEmitter = require('eventemitter3');
 const { EngineClientError, fromNative } = require('./errors');
 const { streamChunks } = require('./stream');
 const { toRawArg } = require('./raw');
+const { nativeOptionsOf } = require('./engine-options');
 const { notSupported } = require('./unsupported');
 const { nativeVisionParams, visionChunks } = require('./vision');
 const {
-  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf,
+  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf, progressRelay,
 } = require('./engine-support');
 
 /** Module-internal entry used by createEngine(): starts the runtime without another call. */
@@ -30,7 +31,7 @@ class Engine extends EventEmitter {
   #shutdownPromise = null;
   #telemetry;
   #logger;
-  #nativeOptions; // the EngineOptions fields the native engine reads ({promptCache})
+  #nativeOptions; // the EngineOptions fields the native engine reads ({promptCache, hub})
   #batches = null; // {tokenize, checkDraft}: Coalescers over the native batch entry points
   #shutdownEpoch = 0; // bumped when a shutdown begins: loads started before it must not resolve
 
@@ -42,7 +43,7 @@ class Engine extends EventEmitter {
     super();
     const opts = options && typeof options === 'object' ? options : {};
     const d = deps && typeof deps === 'object' ? deps : {};
-    this.#nativeOptions = opts.promptCache !== undefined ? { promptCache: opts.promptCache } : null;
+    this.#nativeOptions = nativeOptionsOf(opts);
     const telemetry = opts.telemetry;
     this.#telemetry = telemetry && telemetry.enabled === true && telemetry.hooks
       ? telemetry.hooks : null;
@@ -199,11 +200,17 @@ class Engine extends EventEmitter {
       // Validate first (§6: nothing is announced for a request that cannot load).
       const check = this.#nativeModule.checkLoadModelOptions;
       if (typeof check === 'function' && !vision) modelId = check(toRawArg(options));
-      this.#progress(onProgress, { phase: 'load' }, modelId);
       before = this.#loadedIds();
-      handle = vision
-        ? await this.#nativeEngine().loadVisionModel(toRawArg(options))
-        : await this.#nativeEngine().loadModel(toRawArg(options));
+      if (vision) {
+        this.#progress(onProgress, { phase: 'load' }, modelId);
+        handle = await this.#nativeEngine().loadVisionModel(toRawArg(options));
+      } else {
+        // §15 progress comes from the addon (`download`, then `load`), in order, before the
+        // native promise settles (js/engine-support.js `progressRelay`).
+        const relay = progressRelay((payload) => this.#progress(onProgress, payload, modelId));
+        handle = await this.#nativeEngine().loadModel(toRawArg(options), relay.forward);
+        await relay.settled();
+      }
       checkNoShutdown();
     } catch (err) {
       let e = fromNative(err, fallback);

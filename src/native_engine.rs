@@ -5,7 +5,9 @@ use std::sync::Arc;
 use mlx_serving_core::services::draft_compat::model_id_arg;
 use mlx_serving_core::services::runtime_info::runtime_info;
 use mlx_serving_core::{Engine, EngineConfig, EngineError, EngineResult};
+use mlx_serving_core::hub::{LoadProgress, ProgressFn};
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ErrorStrategy, ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use serde_json::{json, Value};
 
@@ -19,7 +21,7 @@ pub struct NativeEngine {
 
 #[napi]
 impl NativeEngine {
-    /// options: the `EngineOptions` fields the engine uses (`{promptCache?}`); unknown keys ignored.
+    /// options: the `EngineOptions` fields the engine uses (`{promptCache?, hub?}`); unknown keys ignored.
     #[napi(constructor)]
     pub fn new(options: Option<Value>) -> Result<Self> {
         let config = EngineConfig::from_options(&options.unwrap_or(Value::Null)).map_err(to_napi)?;
@@ -53,10 +55,19 @@ impl NativeEngine {
     }
 
     /// Resolves with the ModelHandle (spec §8.1). Models evicted to make room (LRU, spec §8.9)
-    /// disappear from `listModels()`.
-    #[napi]
-    pub async fn load_model(&self, raw: Value) -> Result<Value> {
-        let r = self.engine.load_model(&raw).await.map_err(to_napi)?;
+    /// disappear from `listModels()`. `onProgress(payload)` receives the spec §15 payloads
+    /// (`download` while a hub model's files are fetched, then one `load`), queued to the JS
+    /// thread in order; the `load` one is always sent before the promise settles successfully.
+    /// It must not throw (an exception in it would be fatal): the facade passes a guarded one.
+    #[napi(ts_args_type = "raw: unknown, onProgress?: (payload: {phase: string, loadedBytes?: number, totalBytes?: number, file?: string}) => void")]
+    pub async fn load_model(&self, raw: Value, on_progress: Option<ThreadsafeFunction<Value, ErrorStrategy::Fatal>>) -> Result<Value> {
+        let progress: Option<ProgressFn> = on_progress.map(|tsfn| {
+            let f: ProgressFn = std::sync::Arc::new(move |p: &LoadProgress| {
+                tsfn.call(p.to_json(), ThreadsafeFunctionCallMode::NonBlocking);
+            });
+            f
+        });
+        let r = self.engine.load_model_with_progress(&raw, progress).await.map_err(to_napi)?;
         Ok(r.handle)
     }
 

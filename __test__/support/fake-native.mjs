@@ -69,9 +69,11 @@ export function makeFakeNative(script = {}) {
 
     uptimeMs() { return this.running ? 42 : 0; }
 
-    async loadModel(raw) {
+    async loadModel(raw, onProgress) {
       calls.push(['loadModel', raw]);
       if (script.loadError) throw script.loadError;
+      // Like the addon: the `load` progress payload is sent before the promise settles.
+      if (typeof onProgress === 'function') onProgress({ phase: 'load' });
       const id = typeof raw === 'string' ? raw : raw.model;
       const handle = { descriptor: { id }, state: 'ready', contextLength: 8, metadata: {}, draft: false };
       this.models.push(handle);

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod error;
 pub mod generation;
+pub mod hub;
 pub mod models;
 pub mod params;
 pub mod services;

@@ -329,7 +329,7 @@ async fn prompt_prefix_reuse_keeps_outputs_and_stays_bounded() {
     e.shutdown().await;
 
     // Bounded: a byte budget below two entries keeps at most one, counting evictions.
-    let small = Engine::with_config(mlx_serving_core::EngineConfig { prompt_cache_max_entries: 100, prompt_cache_max_bytes: 200_000 });
+    let small = Engine::with_config(mlx_serving_core::EngineConfig { prompt_cache_max_entries: 100, prompt_cache_max_bytes: 200_000, ..Default::default() });
     small.load_model(&json!({"model": "llama", "localPath": fixture("llama")})).await.unwrap();
     for i in 0..4 {
         run(&small, json!({"model": "llama", "prompt": format!("Prompt number {i} is here"), "maxTokens": 4, "temperature": 0})).await;

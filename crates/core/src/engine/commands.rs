@@ -8,6 +8,7 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use crate::error::EngineResult;
 use crate::generation::Chunk;
+use crate::hub::ResolvedModel;
 use crate::params::{GeneratorParams, LoadModelOptions, TokenizeRequest};
 use crate::vision::{PixelPatches, ProcessorConfig};
 
@@ -42,7 +43,8 @@ pub struct VisionStart {
 }
 
 pub enum Command {
-    Load { opts: LoadModelOptions, reply: oneshot::Sender<EngineResult<LoadReply>> },
+    /// `source`: the local snapshot of a hub model (resolved before the command is sent).
+    Load { opts: LoadModelOptions, source: Option<ResolvedModel>, reply: oneshot::Sender<EngineResult<LoadReply>> },
     Unload { id: String, reply: oneshot::Sender<EngineResult<()>> },
     Tokenize { req: TokenizeRequest, reply: oneshot::Sender<EngineResult<TokenizeReply>> },
     Start { start: Box<StartStream>, reply: oneshot::Sender<EngineResult<()>> },

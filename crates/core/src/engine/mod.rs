@@ -7,7 +7,7 @@ pub mod scheduler;
 mod vision;
 mod worker;
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -22,6 +22,8 @@ use crate::error::{EngineError, EngineResult};
 use crate::generation::stream::{CANCEL_ABORT, CANCEL_RETURN};
 use crate::generation::prefix_cache::{PrefixCache, SharedPromptCacheStats, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
 use crate::generation::Chunk;
+use crate::hub::{HubOptions, LoadProgress, ProgressFn};
+use crate::services::model_source::resolve_source;
 use crate::params::{normalize_generator_params, normalize_load_options, normalize_stream_options, normalize_tokenize_request, StreamOptions};
 use crate::services::model_lifecycle::{ModelSnapshot, MAX_LOADED_MODELS};
 
@@ -39,6 +41,8 @@ pub struct Engine {
     batch_stats: scheduler::SharedBatchStats,
     config: EngineConfig,
     prompt_cache_stats: SharedPromptCacheStats,
+    /// Bumped by every shutdown: a hub download begun before it stops, and its load is dropped.
+    shutdowns: Arc<AtomicU64>,
 }
 
 /// Engine-wide settings (from `EngineOptions`).
@@ -47,18 +51,21 @@ pub struct EngineConfig {
     /// Prompt-prefix KV reuse bounds (0 entries disables it).
     pub prompt_cache_max_entries: usize,
     pub prompt_cache_max_bytes: usize,
+    /// `hub`: endpoint / cache folder / token / offline overrides of the HF environment variables.
+    pub hub: HubOptions,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { prompt_cache_max_entries: DEFAULT_MAX_ENTRIES, prompt_cache_max_bytes: DEFAULT_MAX_BYTES }
+        EngineConfig { prompt_cache_max_entries: DEFAULT_MAX_ENTRIES, prompt_cache_max_bytes: DEFAULT_MAX_BYTES, hub: HubOptions::default() }
     }
 }
 
 impl EngineConfig {
-    /// `{promptCache: {enabled?, maxEntries?, maxBytes?}}`; invalid values → InvalidParams.
+    /// `{promptCache: {enabled?, maxEntries?, maxBytes?}, hub: {endpoint?, cacheDir?, token?,
+    /// offline?}}`; invalid values → InvalidParams.
     pub fn from_options(raw: &Value) -> EngineResult<Self> {
-        let mut c = EngineConfig::default();
+        let mut c = EngineConfig { hub: HubOptions::from_json(raw)?, ..EngineConfig::default() };
         let Some(pc) = raw.get("promptCache").filter(|v| !v.is_null()) else { return Ok(c) };
         let field = |k: &str| pc.get(k).filter(|v| !v.is_null());
         let count = |k: &str| -> EngineResult<Option<usize>> {
@@ -103,6 +110,7 @@ impl Engine {
             batch_stats: Default::default(),
             config,
             prompt_cache_stats: Default::default(),
+            shutdowns: Default::default(),
         }
     }
 
@@ -126,6 +134,8 @@ impl Engine {
 
     /// Cancels every stream, drops every model and stops the thread. Idempotent.
     pub async fn shutdown(&self) {
+        // Also when not running: a hub download of a load in flight stops either way.
+        self.shutdowns.fetch_add(1, Ordering::AcqRel);
         let running = self.running.lock().take();
         let Some(mut running) = running else { return };
         let (reply, done) = oneshot::channel();
@@ -186,8 +196,25 @@ impl Engine {
     }
 
     pub async fn load_model(&self, raw: &Value) -> EngineResult<LoadReply> {
+        self.load_model_with_progress(raw, None).await
+    }
+
+    /// `loadModel` with spec §15 progress: `download` events while a hub model's files are
+    /// fetched (off the engine thread), then one `load` event right before the weights are read.
+    pub async fn load_model_with_progress(&self, raw: &Value, progress: Option<ProgressFn>) -> EngineResult<LoadReply> {
         let opts = normalize_load_options(raw)?;
-        self.request(|reply| Command::Load { opts, reply }).await
+        let epoch = self.shutdowns.load(Ordering::Acquire);
+        let shutdowns = self.shutdowns.clone();
+        let cancelled = Arc::new(move || shutdowns.load(Ordering::Acquire) != epoch);
+        let source = resolve_source(&self.config.hub, &opts, progress.clone(), cancelled).await?;
+        if self.shutdowns.load(Ordering::Acquire) != epoch {
+            // The engine was shut down while the files downloaded: do not restart it for this load.
+            return Err(EngineError::runtime("Engine shutdown in progress"));
+        }
+        if let Some(f) = &progress {
+            f(&LoadProgress::load());
+        }
+        self.request(|reply| Command::Load { opts, source, reply }).await
     }
 
     pub async fn unload_model(&self, id: String) -> EngineResult<()> {

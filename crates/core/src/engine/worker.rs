@@ -17,6 +17,7 @@ use crate::generation::prefix_cache::PrefixCache;
 use crate::generation::stream::speculative::DEFAULT_DRAFT_TOKENS;
 use crate::generation::stream::GenerationStream;
 use std::rc::Rc;
+use crate::hub::ResolvedModel;
 use crate::params::{LoadModelOptions, TokenizeRequest};
 use crate::services::generation::prepare_stream;
 use crate::services::model_lifecycle::{LoadOutcome, LoadedModel, ModelRegistry, ModelSnapshot};
@@ -80,8 +81,8 @@ impl Worker {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Load { opts, reply } => {
-                let r = guarded(|| self.load(opts), ErrorCode::ModelLoadError);
+            Command::Load { opts, source, reply } => {
+                let r = guarded(|| self.load(opts, source), ErrorCode::ModelLoadError);
                 let _ = reply.send(r);
             }
             Command::Unload { id, reply } => {
@@ -98,7 +99,7 @@ impl Worker {
             }
             Command::Shutdown { .. } => unreachable!("handled by run()"),
             Command::LoadVision { opts, reply } => {
-                let r = guarded(|| self.load_with(opts, true), ErrorCode::ModelLoadError);
+                let r = guarded(|| self.load_vision(opts), ErrorCode::ModelLoadError);
                 let _ = reply.send(r);
             }
             Command::VisionProcessor { model, reply } => {
@@ -114,12 +115,17 @@ impl Worker {
         }
     }
 
-    fn load(&mut self, opts: LoadModelOptions) -> EngineResult<LoadReply> {
-        self.load_with(opts, false)
+    fn load(&mut self, opts: LoadModelOptions, source: Option<ResolvedModel>) -> EngineResult<LoadReply> {
+        let outcome = self.registry.load(opts, source)?;
+        self.loaded(outcome)
     }
 
-    fn load_with(&mut self, opts: LoadModelOptions, vision: bool) -> EngineResult<LoadReply> {
-        let outcome = if vision { self.registry.load_vision(opts)? } else { self.registry.load(opts)? };
+    fn load_vision(&mut self, opts: LoadModelOptions) -> EngineResult<LoadReply> {
+        let outcome = self.registry.load_vision(opts)?;
+        self.loaded(outcome)
+    }
+
+    fn loaded(&mut self, outcome: LoadOutcome) -> EngineResult<LoadReply> {
         match outcome {
             LoadOutcome::Cached(handle) => Ok(LoadReply { handle, cached: true, evicted: vec![] }),
             LoadOutcome::Loaded { handle, evicted } => {

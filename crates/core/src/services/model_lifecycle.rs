@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
 use crate::generation::constraint::GuidanceCache;
+use crate::hub::ResolvedModel;
 use crate::models::{load_language_model_with, CausalModel, ModelStats};
 use crate::params::{LoadModelOptions, ModelDefaults};
 use crate::services::draft_compat::DraftPairs;
@@ -106,23 +107,27 @@ impl ModelRegistry {
         m
     }
 
-    pub fn load(&mut self, opts: LoadModelOptions) -> EngineResult<LoadOutcome> {
-        self.load_checked(opts, false)
+    /// `source`: a hub model's local snapshot; `None` loads the local folder the options name.
+    pub fn load(&mut self, opts: LoadModelOptions, source: Option<ResolvedModel>) -> EngineResult<LoadOutcome> {
+        self.load_checked(opts, source, false)
     }
 
     /// `loadVisionModel`: like [`Self::load`], but the folder must hold a vision-language model.
     pub fn load_vision(&mut self, opts: LoadModelOptions) -> EngineResult<LoadOutcome> {
-        self.load_checked(opts, true)
+        self.load_checked(opts, None, true)
     }
 
-    fn load_checked(&mut self, opts: LoadModelOptions, require_vision: bool) -> EngineResult<LoadOutcome> {
+    fn load_checked(&mut self, opts: LoadModelOptions, source: Option<ResolvedModel>, require_vision: bool) -> EngineResult<LoadOutcome> {
         if let Some(existing) = self.models.iter().find(|m| m.id == opts.id) {
             if same_variant(&existing.options, &opts) && (existing.vision.is_some() || !require_vision) {
                 self.snapshot.touch(&opts.id);
                 return Ok(LoadOutcome::Cached(existing.handle.clone()));
             }
         }
-        let dir = resolve_dir(&opts)?;
+        let dir = match &source {
+            Some(s) => s.path.clone(),
+            None => resolve_dir(&opts)?,
+        };
         let is_vision = dir.is_dir() && is_vision_model_dir(&dir);
         if require_vision && !is_vision {
             return Err(EngineError::model_load(format!(
@@ -146,6 +151,9 @@ impl ModelRegistry {
         let mut handle = build_handle(&opts, &dir, &model, &tokenizer, &stats);
         if let Some(v) = &vision {
             crate::vision::handle::make_vision_handle(&mut handle, &opts, v);
+        }
+        if let Some(s) = &source {
+            mark_hub_source(&mut handle, s);
         }
         let loaded = LoadedModel { id: opts.id.clone(), model, tokenizer, defaults: opts.defaults.clone(), handle: handle.clone(), options: opts, guidance: GuidanceCache::default(), vision };
         // Different options for the same id replace it.
@@ -213,7 +221,7 @@ fn resolve_dir(opts: &LoadModelOptions) -> EngineResult<PathBuf> {
     let dir = PathBuf::from(&raw);
     if !dir.exists() {
         return Err(EngineError::model_load(format!(
-            "model '{raw}' not found: no such local folder (downloading from the Hugging Face hub is not available in this build)"
+            "model '{raw}' not found: no such local folder or .gguf file, and not a Hugging Face hub id ('org/name' or 'org/name/<file>.gguf')"
         ))
         .with_detail("path", raw));
     }
@@ -271,6 +279,14 @@ fn build_handle(opts: &LoadModelOptions, dir: &Path, model: &CausalModel, tok: &
         "metadata": metadata,
         "draft": opts.draft,
     })
+}
+
+/// §8.1: a hub model's descriptor says `huggingface`; metadata names the revision and the
+/// commit it resolved to (EXT `commit`).
+fn mark_hub_source(handle: &mut Value, s: &ResolvedModel) {
+    handle["descriptor"]["source"] = json!("huggingface");
+    handle["metadata"]["revision"] = json!(s.revision);
+    handle["metadata"]["commit"] = json!(s.commit);
 }
 
 pub fn now_ms() -> u64 {

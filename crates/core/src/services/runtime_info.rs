@@ -30,7 +30,7 @@ pub fn device() -> &'static str {
     }
 }
 
-pub const CAPABILITIES: &[&str] = &["load_model", "generate", "tokenize", "batch_tokenize", "check_draft", "batch_check_draft", "guidance", "load_vision_model", "generate_with_image"];
+pub const CAPABILITIES: &[&str] = &["load_model", "generate", "tokenize", "batch_tokenize", "check_draft", "batch_check_draft", "guidance", "load_vision_model", "generate_with_image", "hub_download"];
 
 pub fn runtime_info(package_version: &str) -> Value {
     let mlx = mlx_version();
