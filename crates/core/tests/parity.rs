@@ -14,7 +14,9 @@ use mlx_serving_core::models::load_language_model;
 
 const REL_TOL: f32 = 1e-3;
 const TIE_GAP: f32 = 1e-4;
-const REQUIRED: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma3", "llama-4bit", "SmolLM2-135M-Instruct", "gemma-3-270m"];
+const REQUIRED: &[&str] = &[
+    "llama", "mistral", "qwen2", "qwen3", "gemma3", "llama-4bit", "phi3", "qwen3_moe", "qwen3_moe-4bit", "mixtral", "SmolLM2-135M-Instruct", "gemma-3-270m",
+];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()

@@ -8,6 +8,8 @@ use mlx_rs::Array;
 use super::config::ModelConfig;
 use super::gemma3::Gemma3Model;
 use super::llama::LlamaModel;
+use super::phi3::Phi3Model;
+use super::qwen3_moe::MoeModel;
 use crate::generation::kv_cache::KvCache;
 
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
@@ -24,6 +26,8 @@ pub struct Segment<'a> {
 pub enum CausalModel {
     Llama(LlamaModel),
     Gemma3(Gemma3Model),
+    Phi3(Phi3Model),
+    Moe(MoeModel),
 }
 
 macro_rules! dispatch {
@@ -31,6 +35,8 @@ macro_rules! dispatch {
         match $self {
             CausalModel::Llama($m) => $e,
             CausalModel::Gemma3($m) => $e,
+            CausalModel::Phi3($m) => $e,
+            CausalModel::Moe($m) => $e,
         }
     };
 }
