@@ -4,7 +4,7 @@
 //! prefill-sized (128 and 512 tokens) inputs, and checks both give the same output. Prints one
 //! JSON object per (shape, tokens). Run:
 //!
-//!   cargo run --release -p mlx-serving-core --example moe_kernels [-- --runs 5]
+//!   cargo run --release -p mlx-serving-core --example moe_kernels [-- --runs 5 --tokens 1,4,128,512]
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -59,18 +59,20 @@ fn median_ms(block: &MoeBlock, x: &Array, runs: usize) -> (f64, Array) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let runs = args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(5);
+    let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let runs = opt("--runs").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let token_counts: Vec<i32> = opt("--tokens").unwrap_or_else(|| "1,4,128,512".into()).split(',').map(|t| t.parse().expect("--tokens")).collect();
     mlx_rs::random::seed(7).unwrap();
     for s in SHAPES {
         let w = weights(s);
         let load = |k| MoeBlock::load(&w, "moe.gate", "moe.switch_mlp", None, s.experts, s.top_k, Routing::SoftmaxTopK { norm_topk_prob: true }, k).unwrap();
         let (gather, sorted) = (load(MoeKernel::Gather), load(MoeKernel::Sorted));
-        for tokens in [1, 4, 128, 512] {
+        for &tokens in &token_counts {
             let x = random::normal::<f32>(&[1, tokens, s.hidden], None, None, None).unwrap();
             x.eval().unwrap();
             let (tg, yg) = median_ms(&gather, &x, runs);
             let (ts, ys) = median_ms(&sorted, &x, runs);
-            let diff = ops::max(&ops::abs(&ops::subtract(&yg, &ys).unwrap()).unwrap(), None).unwrap().item::<f32>();
+            let diff = ops::max(&ops::abs(&ops::subtract(&yg, &ys).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
             println!(
                 "{}",
                 json!({"shape": s.name, "hidden": s.hidden, "inter": s.inter, "experts": s.experts, "top_k": s.top_k,

@@ -70,6 +70,14 @@ impl CausalModel {
         logits.reshape(&[tokens.len() as i32, vocab])
     }
 
+    /// How mixture-of-experts layers run their experts from now on (tests and benchmarks
+    /// compare the kernels); dense families have none and ignore it.
+    pub fn set_moe_kernel(&mut self, kernel: super::moe::MoeKernel) {
+        if let CausalModel::Moe(m) = self {
+            m.set_moe_kernel(kernel);
+        }
+    }
+
     /// Forces every weight to be read now (MLX loads lazily).
     pub fn eval_weights(&self) -> MlxResult<()> {
         dispatch!(self, m => m.eval_weights())

@@ -3,12 +3,14 @@
 //! MLP whose weights are STACKED over experts ([E, out, in], dense or MLX affine-quantized: the
 //! `switch_mlp` layout mlx-community checkpoints hold, and what `stack_experts` makes of Hugging
 //! Face's one-tensor-per-expert layout), and the expert outputs are summed with the routing
-//! weights. Two ways to run the experts, chosen per device (`MoeKernel`):
+//! weights. Two ways to run the experts (`MoeKernel`):
 //! - `Gather`: MLX's gather_mm / gather_qmm over token–expert pairs, sorted by expert for big
-//!   batches (no host round trip; what the GPU backends want).
+//!   batches (no host round trip; what the GPU backends use).
 //! - `Sorted`: the routing is read on the host, the token rows are grouped per expert and each
 //!   used expert runs ONE dense (or quantized) matmul over all its rows — on the CPU backend that
 //!   is an sgemm through the optimized BLAS instead of one matrix-vector product per pair.
+//! On the CPU backend `Auto` takes `Gather` for few pairs (decode) and `Sorted` for many
+//! (prefill, big batches): measured with examples/moe_kernels.rs, see docs/ARCHITECTURE.md.
 
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::ops::argpartition_axis;
@@ -36,17 +38,25 @@ pub enum Routing {
 pub enum MoeKernel {
     Gather,
     Sorted,
+    /// `Gather` below `AUTO_SORTED_PAIRS` token–expert pairs in a forward pass, else `Sorted`.
+    Auto,
 }
 
+/// Where `Auto` switches to host-sorted experts. On the CPU backend gather_mm wins while there
+/// are few pairs (decode: no host round trip, no per-expert op overhead) and loses by 2-10x on
+/// prefill (one matrix-vector product per pair re-reads the expert's weights).
+pub const AUTO_SORTED_PAIRS: i32 = 64;
+
 impl MoeKernel {
-    /// `MLX_SERVING_MOE_KERNEL=gather|sorted` when set, else `Sorted` on the CPU backend and
-    /// `Gather` on GPUs (measured on the CPU backend: see docs/ARCHITECTURE.md).
+    /// `MLX_SERVING_MOE_KERNEL=gather|sorted|auto` when set, else `Auto` on the CPU backend and
+    /// `Gather` on GPUs.
     pub fn resolve(device: &str) -> EngineResult<Self> {
         match std::env::var("MLX_SERVING_MOE_KERNEL").ok().as_deref() {
             Some("gather") => Ok(MoeKernel::Gather),
             Some("sorted") => Ok(MoeKernel::Sorted),
-            None | Some("") => Ok(if device == "cpu" { MoeKernel::Sorted } else { MoeKernel::Gather }),
-            Some(other) => Err(EngineError::model_load(format!("MLX_SERVING_MOE_KERNEL must be 'gather' or 'sorted', not '{other}'"))),
+            Some("auto") => Ok(MoeKernel::Auto),
+            None | Some("") => Ok(if device == "cpu" { MoeKernel::Auto } else { MoeKernel::Gather }),
+            Some(other) => Err(EngineError::model_load(format!("MLX_SERVING_MOE_KERNEL must be 'gather', 'sorted' or 'auto', not '{other}'"))),
         }
     }
 }
@@ -100,10 +110,12 @@ impl MoeBlock {
         let (t, h) = (x.shape()[1], x.shape()[2]);
         let x = x.reshape(&[t, h])?;
         let (inds, scores) = self.route(&self.router.forward(&x)?)?;
-        let y = match self.kernel {
-            MoeKernel::Gather => self.experts.gather(&x, &inds)?,
-            MoeKernel::Sorted => self.experts.sorted(&x, &inds, self.num_experts)?,
+        let sorted = match self.kernel {
+            MoeKernel::Gather => false,
+            MoeKernel::Sorted => true,
+            MoeKernel::Auto => t * self.top_k >= AUTO_SORTED_PAIRS,
         };
+        let y = if sorted { self.experts.sorted(&x, &inds, self.num_experts)? } else { self.experts.gather(&x, &inds)? };
         let weighted = ops::multiply(&y, &scores.expand_dims(-1)?)?;
         weighted.sum_axis(-2, false)?.as_dtype(y.dtype())?.reshape(&[1, t, h])
     }
@@ -126,6 +138,11 @@ impl MoeBlock {
                 Ok((inds, scores))
             }
         }
+    }
+
+    /// Overrides the kernel chosen at load (tests and benchmarks compare them).
+    pub fn set_kernel(&mut self, kernel: MoeKernel) {
+        self.kernel = kernel;
     }
 
     pub fn arrays(&self, out: &mut Vec<Array>) {

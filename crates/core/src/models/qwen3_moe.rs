@@ -106,6 +106,15 @@ impl MoeModel {
         Ok(MoeModel { embed_tokens, layers, norm: w.require("model.norm.weight")?, lm_head, rope, config })
     }
 
+    /// Runs every MoE layer's experts with `kernel` from now on.
+    pub fn set_moe_kernel(&mut self, kernel: MoeKernel) {
+        for b in &mut self.layers {
+            if let Ffn::Sparse(moe) = &mut b.ffn {
+                moe.set_kernel(kernel);
+            }
+        }
+    }
+
     pub fn new_cache(&self) -> Vec<KvCache> {
         (0..self.layers.len()).map(|_| KvCache::new()).collect()
     }
