@@ -9,8 +9,8 @@
 //! - `Sorted`: the routing is read on the host, the token rows are grouped per expert and each
 //!   used expert runs ONE dense (or quantized) matmul over all its rows — on the CPU backend that
 //!   is an sgemm through the optimized BLAS instead of one matrix-vector product per pair.
-//! On the CPU backend `Auto` takes `Gather` for few pairs (decode) and `Sorted` for many
-//! (prefill, big batches): measured with examples/moe_kernels.rs, see docs/ARCHITECTURE.md.
+//! On the CPU backend `Auto` takes `Gather` while experts get few rows (decode) and `Sorted` for
+//! many (prefill, big batches): measured with examples/moe_kernels.rs, see docs/ARCHITECTURE.md.
 
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::ops::argpartition_axis;
@@ -38,14 +38,16 @@ pub enum Routing {
 pub enum MoeKernel {
     Gather,
     Sorted,
-    /// `Gather` below `AUTO_SORTED_PAIRS` token–expert pairs in a forward pass, else `Sorted`.
+    /// `Sorted` once a forward pass has `AUTO_SORTED_PAIRS_PER_EXPERT` token–expert pairs per
+    /// expert on average, else `Gather`.
     Auto,
 }
 
-/// Where `Auto` switches to host-sorted experts. On the CPU backend gather_mm wins while there
-/// are few pairs (decode: no host round trip, no per-expert op overhead) and loses by 2-10x on
-/// prefill (one matrix-vector product per pair re-reads the expert's weights).
-pub const AUTO_SORTED_PAIRS: i32 = 64;
+/// Where `Auto` switches to host-sorted experts. On the CPU backend gather_mm wins while the
+/// experts get few rows each (decode: no host round trip, no per-expert op overhead) and loses
+/// by 2-10x on prefill (one matrix-vector product per pair re-reads the expert's weights); the
+/// measured crossover lies between 2 and 4 pairs per expert for 8 and for 128 experts.
+pub const AUTO_SORTED_PAIRS_PER_EXPERT: i32 = 3;
 
 impl MoeKernel {
     /// `MLX_SERVING_MOE_KERNEL=gather|sorted|auto` when set, else `Auto` on the CPU backend and
@@ -113,7 +115,7 @@ impl MoeBlock {
         let sorted = match self.kernel {
             MoeKernel::Gather => false,
             MoeKernel::Sorted => true,
-            MoeKernel::Auto => t * self.top_k >= AUTO_SORTED_PAIRS,
+            MoeKernel::Auto => t * self.top_k >= AUTO_SORTED_PAIRS_PER_EXPERT * self.num_experts,
         };
         let y = if sorted { self.experts.sorted(&x, &inds, self.num_experts)? } else { self.experts.gather(&x, &inds)? };
         let weighted = ops::multiply(&y, &scores.expand_dims(-1)?)?;
