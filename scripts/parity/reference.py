@@ -67,6 +67,23 @@ def blas_in_use():
     return f"{kind} ({name})"
 
 
+def patch_gather_qmm():
+    """mlx-lm 0.32.2's QuantizedSwitchLinear (quantized mixture-of-experts layers) passes
+    `global_scale=` to mx.gather_qmm, an argument MLX 0.32.2 does not have yet. For affine
+    quantization it is always None, so drop it then (and refuse anything else): the computation
+    is still MLX 0.32.2's own gather_qmm."""
+    if "global_scale" in (mx.gather_qmm.__doc__ or ""):
+        return
+    original = mx.gather_qmm
+
+    def gather_qmm(*args, global_scale=None, **kwargs):
+        if global_scale is not None:
+            raise SystemExit("gather_qmm with a global scale needs a newer MLX")
+        return original(*args, **kwargs)
+
+    mx.gather_qmm = gather_qmm
+
+
 def top2_gap(row):
     a, b = np.partition(row, -2)[-2:]
     return float(abs(b - a))
@@ -131,6 +148,7 @@ def main():
         sys.exit(__doc__)
     global BLAS
     BLAS = blas_in_use()
+    patch_gather_qmm()
     mx.set_default_device(mx.cpu)
     for a in args:
         name, d = a.split("=", 1)

@@ -18,6 +18,7 @@ scripts/models/fetch_gemma3.sh >/dev/null
 "$PY" scripts/models/make_fixtures.py
 # Vision (issue #9): mlx-vlm reference venv, tiny Qwen2-VL fixture, test images, references.
 scripts/parity/vision_all.sh
+"$PY" scripts/models/make_arch_fixtures.py
 
 # The BLAS the engine links (crates/core/build_blas.rs looks in the same places).
 OPENBLAS=
@@ -35,6 +36,9 @@ MODELS=(
 )
 for f in llama mistral qwen2 qwen3 gemma3 llama-4bit; do
   MODELS+=("$f=.cache/fixtures/$f:.cache/fixtures/.stamp")
+done
+for f in phi3 qwen3_moe qwen3_moe-4bit mixtral; do
+  MODELS+=("$f=.cache/fixtures/$f:.cache/fixtures/.stamp-arch")
 done
 
 todo=()

@@ -8,6 +8,8 @@ use mlx_rs::Array;
 use super::config::ModelConfig;
 use super::gemma3::Gemma3Model;
 use super::llama::LlamaModel;
+use super::phi3::Phi3Model;
+use super::qwen3_moe::MoeModel;
 use crate::generation::kv_cache::KvCache;
 
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
@@ -30,6 +32,8 @@ pub struct Segment<'a> {
 pub enum CausalModel {
     Llama(LlamaModel),
     Gemma3(Gemma3Model),
+    Phi3(Phi3Model),
+    Moe(MoeModel),
 }
 
 macro_rules! dispatch {
@@ -37,6 +41,8 @@ macro_rules! dispatch {
         match $self {
             CausalModel::Llama($m) => $e,
             CausalModel::Gemma3($m) => $e,
+            CausalModel::Phi3($m) => $e,
+            CausalModel::Moe($m) => $e,
         }
     };
 }
@@ -68,6 +74,14 @@ impl CausalModel {
         let logits = self.forward(&Array::from_slice(&ids, &[1, ids.len() as i32]), cache, false)?;
         let vocab = *logits.shape().last().unwrap();
         logits.reshape(&[tokens.len() as i32, vocab])
+    }
+
+    /// How mixture-of-experts layers run their experts from now on (tests and benchmarks
+    /// compare the kernels); dense families have none and ignore it.
+    pub fn set_moe_kernel(&mut self, kernel: super::moe::MoeKernel) {
+        if let CausalModel::Moe(m) = self {
+            m.set_moe_kernel(kernel);
+        }
     }
 
     /// Forces every weight to be read now (MLX loads lazily).

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::error::{EngineError, EngineResult};
 
 /// The `model_type`s this build runs.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gemma3"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gemma3", "phi3", "qwen3_moe", "mixtral"];
 
 /// The architecture implementation a `model_type` maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,10 @@ pub enum Architecture {
     Llama,
     /// gemma3_text (and gemma3's text model)
     Gemma3,
+    /// phi3 (fused qkv / gate_up projections, su/longrope scaling, partial rotary)
+    Phi3,
+    /// qwen3_moe, mixtral: sparse mixture-of-experts MLPs (models/qwen3_moe.rs)
+    Moe,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +32,9 @@ pub enum RopeScaling {
     Linear { factor: f32 },
     /// `rope_type: llama3`: per-frequency smooth scaling (Llama 3.1+).
     Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_max_position_embeddings: f32 },
+    /// `type: su` / `longrope` (Phi-3 128k, Phi-3.5, Phi-4-mini): per-frequency factors and an
+    /// attention factor from the context extension `max / original`.
+    LongRope { long_factor: Vec<f32>, short_factor: Vec<f32>, original_max_position_embeddings: f32, max_position_embeddings: f32 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +131,9 @@ impl ModelConfig {
             return Err(EngineError::model_load("config.json: num_attention_heads must be a multiple of num_key_value_heads"));
         }
         let gemma = model_type == "gemma3_text";
-        let head_dim = cfg.head_dim.unwrap_or(if gemma { 256 } else { hidden_size / heads });
+        // phi3 and mixtral always split the hidden size evenly over the heads (as mlx-lm).
+        let even_heads = matches!(model_type.as_str(), "phi3" | "mixtral");
+        let head_dim = if even_heads { hidden_size / heads } else { cfg.head_dim.unwrap_or(if gemma { 256 } else { hidden_size / heads }) };
         let is_qwen2 = model_type == "qwen2";
         Ok(ModelConfig {
             hidden_size,
@@ -137,14 +146,19 @@ impl ModelConfig {
             rms_norm_eps: cfg.rms_norm_eps.unwrap_or(1e-6),
             rope_theta: cfg.rope_theta.unwrap_or(if gemma { 1_000_000.0 } else { 10000.0 }),
             rope_traditional: cfg.rope_traditional,
-            rope_scaling: parse_rope_scaling(cfg.rope_scaling.as_ref())?,
+            rope_scaling: parse_rope_scaling(cfg.rope_scaling.as_ref(), &raw)?,
             tie_word_embeddings: cfg.tie_word_embeddings,
             attention_bias: cfg.attention_bias || is_qwen2,
             mlp_bias: cfg.mlp_bias,
-            qk_norm: model_type == "qwen3",
+            qk_norm: matches!(model_type.as_str(), "qwen3" | "qwen3_moe"),
             quantization: parse_quantization(&raw)?,
             context_length: context_length(&raw),
-            architecture: if gemma { Architecture::Gemma3 } else { Architecture::Llama },
+            architecture: match model_type.as_str() {
+                "gemma3_text" => Architecture::Gemma3,
+                "phi3" => Architecture::Phi3,
+                "qwen3_moe" | "mixtral" => Architecture::Moe,
+                _ => Architecture::Llama,
+            },
             weight_prefix,
             model_type,
             raw,
@@ -173,7 +187,7 @@ fn flatten_text_config(raw: Value) -> (Value, Option<String>) {
     (Value::Object(flat), Some("language_model.".into()))
 }
 
-fn parse_rope_scaling(v: Option<&Value>) -> EngineResult<RopeScaling> {
+fn parse_rope_scaling(v: Option<&Value>, raw: &Value) -> EngineResult<RopeScaling> {
     let Some(obj) = v.and_then(Value::as_object) else { return Ok(RopeScaling::None) };
     let kind = obj
         .get("rope_type")
@@ -190,8 +204,39 @@ fn parse_rope_scaling(v: Option<&Value>) -> EngineResult<RopeScaling> {
             high_freq_factor: num("high_freq_factor", 4.0),
             original_max_position_embeddings: num("original_max_position_embeddings", 8192.0),
         }),
+        "su" | "longrope" => parse_longrope(obj, raw),
         other => Err(EngineError::model_load(format!("config.json: unsupported rope_scaling type '{other}'"))),
     }
+}
+
+/// Phi-3's su/longrope: `long_factor` (required), `short_factor`, and the original and extended
+/// context lengths (top-level keys as Phi-3 configs have them, else inside rope_scaling).
+fn parse_longrope(obj: &serde_json::Map<String, Value>, raw: &Value) -> EngineResult<RopeScaling> {
+    let factors = |k: &str| -> EngineResult<Vec<f32>> {
+        match obj.get(k) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| x.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| EngineError::model_load(format!("config.json: rope_scaling.{k} must be a list of numbers"))),
+            Some(x) => x
+                .as_f64()
+                .map(|f| vec![f as f32])
+                .ok_or_else(|| EngineError::model_load(format!("config.json: rope_scaling.{k} must be a list of numbers"))),
+        }
+    };
+    let long_factor = factors("long_factor")?;
+    if long_factor.is_empty() {
+        return Err(EngineError::model_load("config.json: rope_scaling of type su/longrope needs 'long_factor'"));
+    }
+    let ctx = |k: &str, d: f64| raw.get(k).or_else(|| obj.get(k)).and_then(Value::as_f64).unwrap_or(d) as f32;
+    Ok(RopeScaling::LongRope {
+        long_factor,
+        short_factor: factors("short_factor")?,
+        original_max_position_embeddings: ctx("original_max_position_embeddings", 4096.0),
+        max_position_embeddings: ctx("max_position_embeddings", 131072.0),
+    })
 }
 
 fn parse_quantization(raw: &Value) -> EngineResult<Option<QuantizationConfig>> {
@@ -261,6 +306,39 @@ mod tests {
         let q = c.quantization.unwrap();
         assert_eq!((q.group_size, q.bits), (32, 4));
         assert!(q.overrides.contains_key("lm_head"));
+    }
+
+    #[test]
+    fn phi3_longrope_and_even_head_split() {
+        let mut v = base();
+        v["model_type"] = json!("phi3");
+        v["head_dim"] = json!(99);
+        v["original_max_position_embeddings"] = json!(4096);
+        v["max_position_embeddings"] = json!(131072);
+        v["rope_scaling"] = json!({"type": "su", "long_factor": [1.0, 2.5], "short_factor": [1.0, 1.1]});
+        let c = ModelConfig::from_value(v.clone()).unwrap();
+        assert_eq!((c.architecture, c.head_dim), (Architecture::Phi3, 16));
+        match &c.rope_scaling {
+            RopeScaling::LongRope { long_factor, original_max_position_embeddings, max_position_embeddings, .. } => {
+                assert_eq!(long_factor, &vec![1.0, 2.5]);
+                assert_eq!((*original_max_position_embeddings, *max_position_embeddings), (4096.0, 131072.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        v["rope_scaling"] = json!({"type": "longrope", "short_factor": [1.0]});
+        let e = ModelConfig::from_value(v).unwrap_err();
+        assert!(e.message.contains("long_factor"), "{}", e.message);
+    }
+
+    #[test]
+    fn moe_types_map_to_the_moe_family() {
+        let mut v = base();
+        v["model_type"] = json!("qwen3_moe");
+        let c = ModelConfig::from_value(v.clone()).unwrap();
+        assert!(c.architecture == Architecture::Moe && c.qk_norm);
+        v["model_type"] = json!("mixtral");
+        let c = ModelConfig::from_value(v).unwrap();
+        assert!(c.architecture == Architecture::Moe && !c.qk_norm);
     }
 
     #[test]

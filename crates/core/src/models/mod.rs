@@ -1,6 +1,7 @@
 //! Model folders → runnable models. Owns config parsing, weight loading (dense and MLX-quantized)
 //! and the architecture implementations. One file per architecture family.
 
+pub(crate) mod attention;
 pub mod causal;
 pub mod compute;
 pub mod config;
@@ -8,6 +9,9 @@ pub mod gemma3;
 pub mod gguf;
 pub mod linear;
 pub mod llama;
+pub mod moe;
+pub mod phi3;
+pub mod qwen3_moe;
 pub mod rope;
 pub mod weights;
 
@@ -18,6 +22,8 @@ pub use compute::{ComputeDtype, WeightPlan};
 pub use config::{Architecture, ModelConfig};
 pub use gemma3::Gemma3Model;
 pub use llama::LlamaModel;
+pub use phi3::Phi3Model;
+pub use qwen3_moe::MoeModel;
 use weights::WeightMap;
 
 use crate::error::{EngineError, EngineResult};
@@ -48,6 +54,9 @@ pub fn build_model(config: ModelConfig, weights: WeightMap) -> EngineResult<(Cau
 pub fn build_model_with(config: ModelConfig, mut weights: WeightMap, compute: ComputeDtype) -> EngineResult<(CausalModel, ModelStats)> {
     let stored_dtype = weights.dtype_name();
     let parameter_count = weights.parameter_count();
+    if config.architecture == Architecture::Moe {
+        qwen3_moe::sanitize(&config, &mut weights)?; // per-expert tensors → stacked, before conversion
+    }
     let plan = WeightPlan::resolve(compute, crate::services::runtime_info::device());
     compute::apply(plan, &mut weights, config.quantization.as_ref())?;
     let stats = ModelStats {
@@ -60,6 +69,8 @@ pub fn build_model_with(config: ModelConfig, mut weights: WeightMap, compute: Co
     let model = match config.architecture {
         Architecture::Llama => CausalModel::Llama(LlamaModel::load(config, &weights)?),
         Architecture::Gemma3 => CausalModel::Gemma3(Gemma3Model::load(config, &weights)?),
+        Architecture::Phi3 => CausalModel::Phi3(Phi3Model::load(config, &weights)?),
+        Architecture::Moe => CausalModel::Moe(MoeModel::load(config, &weights)?),
     };
     drop(weights);
     model.eval_weights().map_err(|e| EngineError::model_load(format!("cannot materialize weights: {}", e.what())))?;

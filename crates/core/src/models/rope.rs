@@ -1,7 +1,8 @@
-//! Rotary position embedding as configured (default, linear scaling, Llama-3 scaling), applied
-//! with MLX's fused `fast::rope`. For Llama-3 scaling the per-frequency periods are computed once
-//! at load time with MLX ops (same formula and dtype as the reference implementation) and passed
-//! as `freqs`.
+//! Rotary position embedding as configured (default, linear scaling, Llama-3 scaling, Phi-3's
+//! su/longrope scaling), applied with MLX's fused `fast::rope`. For Llama-3 and longrope scaling
+//! the per-frequency periods are computed once at load time with MLX ops (same formula and dtype
+//! as the reference implementation) and passed as `freqs`; longrope also scales the rotated
+//! features by its attention factor before rotating.
 
 use mlx_rs::{fast, ops, Array};
 
@@ -13,23 +14,59 @@ pub struct Rope {
     base: Option<f32>,
     scale: f32,
     freqs: Option<Array>,
+    /// Multiplies the `dims` rotated features before rotation (longrope's attention factor).
+    input_scale: f32,
 }
 
 impl Rope {
     pub fn new(dims: i32, base: f32, traditional: bool, scaling: &RopeScaling) -> Result<Self, mlx_rs::error::Exception> {
-        match *scaling {
-            RopeScaling::None => Ok(Rope { dims, traditional, base: Some(base), scale: 1.0, freqs: None }),
-            RopeScaling::Linear { factor } => Ok(Rope { dims, traditional, base: Some(base), scale: 1.0 / factor, freqs: None }),
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+        let plain = |scale: f32| Rope { dims, traditional, base: Some(base), scale, freqs: None, input_scale: 1.0 };
+        match scaling {
+            RopeScaling::None => Ok(plain(1.0)),
+            RopeScaling::Linear { factor } => Ok(plain(1.0 / factor)),
+            &RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
                 let freqs = llama3_freqs(dims, base, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)?;
-                Ok(Rope { dims, traditional, base: None, scale: 1.0, freqs: Some(freqs) })
+                Ok(Rope { dims, traditional, base: None, scale: 1.0, freqs: Some(freqs), input_scale: 1.0 })
+            }
+            RopeScaling::LongRope { long_factor, original_max_position_embeddings, max_position_embeddings, .. } => {
+                if long_factor.len() != (dims / 2) as usize {
+                    return Err(mlx_rs::error::Exception::custom(format!(
+                        "rope_scaling.long_factor has {} entries, the rotary dimension {dims} needs {}",
+                        long_factor.len(),
+                        dims / 2
+                    )));
+                }
+                // As mlx-lm: the long factors at every position (not only past the original
+                // context), and the attention factor sqrt(1 + ln(s) / ln(original)) for s > 1.
+                let periods = ops::power(&Array::from_f32(base), &ops::divide(&ops::arange::<_, f32>(0, dims, 2)?, &Array::from_f32(dims as f32))?)?;
+                let freqs = ops::multiply(&Array::from_slice(long_factor, &[long_factor.len() as i32]), &periods)?;
+                let factor = (*max_position_embeddings as f64) / (*original_max_position_embeddings as f64);
+                let input_scale = if factor <= 1.0 { 1.0 } else { (1.0 + factor.ln() / (*original_max_position_embeddings as f64).ln()).sqrt() as f32 };
+                Ok(Rope { dims, traditional: false, base: None, scale: 1.0, freqs: Some(freqs), input_scale })
             }
         }
     }
 
     /// x: [B, heads, L, head_dim]; positions start at `offset`.
     pub fn apply(&self, x: &Array, offset: i32) -> Result<Array, mlx_rs::error::Exception> {
+        let scaled;
+        let x = if self.input_scale == 1.0 {
+            x
+        } else {
+            scaled = self.scale_rotated(x)?;
+            &scaled
+        };
         fast::rope(x, self.dims, self.traditional, self.base, self.scale, offset, self.freqs.as_ref())
+    }
+
+    fn scale_rotated(&self, x: &Array) -> Result<Array, mlx_rs::error::Exception> {
+        let s = Array::from_f32(self.input_scale).as_dtype(x.dtype())?;
+        let head_dim = *x.shape().last().unwrap();
+        if self.dims >= head_dim {
+            return ops::multiply(x, &s);
+        }
+        let parts = x.split_at_indices(&[self.dims], -1)?;
+        ops::concatenate(&[ops::multiply(&parts[0], &s)?, parts[1].clone()], -1)
     }
 }
 

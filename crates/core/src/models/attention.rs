@@ -1,0 +1,72 @@
+//! Grouped-query attention over a batched forward pass, shared by the families added after
+//! llama/gemma3 (phi3, the mixture-of-experts decoders): the projections are computed once for
+//! all tokens of all segments, then each segment is split off, optionally q/k RMS-normed per
+//! head, rotated at its own cache offset, appended to its own KV cache and attended causally.
+
+use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::ops::indexing::TryIndexOp;
+use mlx_rs::{ops, Array};
+
+use super::causal::Segment;
+use super::rope::Rope;
+
+type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
+
+/// The shape and per-layer parameters of one attention layer.
+pub(crate) struct AttnSpec<'a> {
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+    pub scale: f32,
+    pub rope: &'a Rope,
+    /// Per-head RMSNorm weights for queries and keys (qwen3-style), with their epsilon.
+    pub qk_norm: Option<(&'a Array, &'a Array, f32)>,
+}
+
+/// q/k/v: projected [1, T, heads*head_dim] / [1, T, kv_heads*head_dim] over all segments'
+/// tokens → attention output [1, T, heads*head_dim] (before the output projection).
+pub(crate) fn segment_attention(spec: &AttnSpec<'_>, layer: usize, q_all: &Array, k_all: &Array, v_all: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+    let single = segs.len() == 1;
+    let mut outs = Vec::with_capacity(segs.len());
+    let mut start = 0i32;
+    for seg in segs.iter_mut() {
+        let len = seg.tokens.len() as i32;
+        let part = |t: &Array| -> MlxResult<Array> {
+            if single { Ok(t.clone()) } else { t.try_index((.., start..start + len, ..)) }
+        };
+        let heads = |t: Array, n: i32, norm: Option<&Array>| -> MlxResult<Array> {
+            let t = t.reshape(&[1, len, n, spec.head_dim])?;
+            let t = match (norm, spec.qk_norm) {
+                (Some(w), Some((_, _, eps))) => fast::rms_norm(&t, Some(w), eps)?,
+                _ => t,
+            };
+            t.transpose_axes(&[0, 2, 1, 3])
+        };
+        let (qn, kn) = match spec.qk_norm {
+            Some((q, k, _)) => (Some(q), Some(k)),
+            None => (None, None),
+        };
+        let q = heads(part(q_all)?, spec.heads, qn)?;
+        let k = heads(part(k_all)?, spec.kv_heads, kn)?;
+        let v = heads(part(v_all)?, spec.kv_heads, None)?;
+        let cache = &mut seg.cache[layer];
+        let offset = cache.offset();
+        let q = spec.rope.apply(&q, offset)?;
+        let k = spec.rope.apply(&k, offset)?;
+        let (keys, values) = cache.update(&k, &v)?;
+        let out = if len > 1 {
+            fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, ScaledDotProductAttentionMask::Causal, None)?
+        } else {
+            fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, None, None)?
+        };
+        outs.push(out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, len, spec.heads * spec.head_dim])?);
+        start += len;
+    }
+    if single { Ok(outs.pop().unwrap()) } else { ops::concatenate(&outs, 1) }
+}
+
+/// Splits the last axis of `x` at the given boundaries (fused projections: qkv, gate_up).
+pub(crate) fn split_last(x: &Array, bounds: &[i32]) -> MlxResult<Vec<Array>> {
+    let axis = x.ndim() as i32 - 1;
+    x.split_at_indices(bounds, axis)
+}
