@@ -88,6 +88,21 @@ function progressRelay(emit) {
   return { forward, settled };
 }
 
+/**
+ * The native load with its §15 progress: a vision load reports one `load` phase; a text load
+ * relays the addon's own payloads (`download`, then `load`) in order before it settles.
+ */
+async function nativeLoad(native, rawOptions, vision, report) {
+  if (vision) {
+    report({ phase: 'load' });
+    return native.loadVisionModel(rawOptions);
+  }
+  const relay = progressRelay(report);
+  const handle = await native.loadModel(rawOptions, relay.forward);
+  await relay.settled();
+  return handle;
+}
+
 module.exports = {
-  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf, progressRelay,
+  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf, nativeLoad,
 };

@@ -11,9 +11,9 @@ const { streamChunks } = require('./stream');
 const { toRawArg } = require('./raw');
 const { nativeOptionsOf } = require('./engine-options');
 const { notSupported } = require('./unsupported');
-const { nativeVisionParams, visionChunks } = require('./vision');
+const { visionGenerator } = require('./vision');
 const {
-  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf, progressRelay,
+  CACHE_HEALTH_EMPTY, ALIASES, progressModelId, requestedModelId, unhealthy, batchesOf, nativeLoad,
 } = require('./engine-support');
 
 /** Module-internal entry used by createEngine(): starts the runtime without another call. */
@@ -201,16 +201,8 @@ class Engine extends EventEmitter {
       const check = this.#nativeModule.checkLoadModelOptions;
       if (typeof check === 'function' && !vision) modelId = check(toRawArg(options));
       before = this.#loadedIds();
-      if (vision) {
-        this.#progress(onProgress, { phase: 'load' }, modelId);
-        handle = await this.#nativeEngine().loadVisionModel(toRawArg(options));
-      } else {
-        // §15 progress comes from the addon (`download`, then `load`), in order, before the
-        // native promise settles (js/engine-support.js `progressRelay`).
-        const relay = progressRelay((payload) => this.#progress(onProgress, payload, modelId));
-        handle = await this.#nativeEngine().loadModel(toRawArg(options), relay.forward);
-        await relay.settled();
-      }
+      const report = (payload) => this.#progress(onProgress, payload, modelId);
+      handle = await nativeLoad(this.#nativeEngine(), toRawArg(options), vision, report);
       checkNoShutdown();
     } catch (err) {
       let e = fromNative(err, fallback);
@@ -423,21 +415,12 @@ class Engine extends EventEmitter {
 
   /** Sync; nothing happens until the first next(). Failures are thrown and emit `error`. */
   createVisionGenerator(params, options) {
-    const opts = options && typeof options === 'object' ? options : {};
     const fail = (err) => this.#fail(err, 'GenerationError', 'createVisionGenerator');
-    const open = async () => {
-      try {
-        await this.#ensureStarted();
-        const streamOptions = {};
-        if (opts.streamId !== undefined) streamOptions.streamId = opts.streamId;
-        if (opts.timeoutMs !== undefined) streamOptions.timeoutMs = opts.timeoutMs;
-        return await this.#nativeEngine().createVisionStream(
-          toRawArg(nativeVisionParams(params)), toRawArg(streamOptions));
-      } catch (err) {
-        throw fail(err);
-      }
+    const start = async () => {
+      await this.#ensureStarted();
+      return this.#nativeEngine();
     };
-    return visionChunks(open, opts, fail);
+    return visionGenerator(start, params, options, fail);
   }
 
   // ---- runtime info & stats (§8) -----------------------------------------------------------

@@ -6,6 +6,7 @@
 
 const { EngineClientError } = require('./errors');
 const { streamChunks } = require('./stream');
+const { toRawArg } = require('./raw');
 
 function toSource(source) {
   if (source instanceof Uint8Array) {
@@ -44,4 +45,24 @@ async function* visionChunks(open, options, fail) {
   }
 }
 
-module.exports = { nativeVisionParams, visionChunks };
+/**
+ * The §7.12 generator: `start` resolves with the started native engine; the stream opens at the
+ * first next(), and every failure goes through `fail` (announced, then thrown).
+ */
+function visionGenerator(start, params, options, fail) {
+  const opts = options && typeof options === 'object' ? options : {};
+  const open = async () => {
+    try {
+      const native = await start();
+      const streamOptions = {};
+      if (opts.streamId !== undefined) streamOptions.streamId = opts.streamId;
+      if (opts.timeoutMs !== undefined) streamOptions.timeoutMs = opts.timeoutMs;
+      return await native.createVisionStream(toRawArg(nativeVisionParams(params)), toRawArg(streamOptions));
+    } catch (err) {
+      throw fail(err);
+    }
+  };
+  return visionChunks(open, opts, fail);
+}
+
+module.exports = { nativeVisionParams, visionChunks, visionGenerator };
