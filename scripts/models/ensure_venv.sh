@@ -9,7 +9,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 # NOT mlx-lm[cpu]: that extra pulls MLX 0.32.4, which mlx-c 0.7.0 cannot build against.
-REQS=("mlx[cpu]==0.32.2" "mlx-lm==0.32.2" "gguf" "numpy" "safetensors")
+# transformers (a dependency of mlx-lm anyway) renders the chat-template references.
+REQS=("mlx[cpu]==0.32.2" "mlx-lm==0.32.2" "gguf" "numpy" "safetensors" "transformers")
 MLX_VERSION=0.32.2
 STAMP="$VENV/.mlx-serving-requirements"
 log() { echo "[mlx-serving] $*" >&2; }
@@ -37,7 +38,7 @@ fi
 if ! "$PY" - "$MLX_VERSION" <<'PYEOF' >&2
 import sys
 import mlx.core as mx
-import mlx_lm, gguf, numpy, safetensors  # noqa: F401
+import mlx_lm, gguf, numpy, safetensors, transformers  # noqa: F401
 want = sys.argv[1]
 if mx.__version__ != want:
     sys.exit(f"mlx.core.__version__ is {mx.__version__}, expected {want}")

@@ -20,6 +20,20 @@ scripts/models/fetch_gemma3.sh >/dev/null
 scripts/parity/vision_all.sh
 "$PY" scripts/models/make_arch_fixtures.py
 
+# llama.cpp's chat templates and tokenizer vectors, and the references rendered/decoded by
+# transformers and the gguf package (each recomputed when missing or older than its script).
+LCPP=$(scripts/models/fetch_llama_cpp_models.sh)
+stale() { [ ! -f "$1" ] || [ "$2" -nt "$1" ] || [ "$LCPP/.complete" -nt "$1" ]; }
+if stale "$LCPP/chat_templates.json" scripts/parity/chat_templates.py; then
+  "$PY" scripts/parity/chat_templates.py "$LCPP/templates" "$LCPP/chat_templates.json"
+fi
+GQ=.cache/fixtures/gguf-quants/reference.safetensors
+if stale "$GQ" scripts/parity/gguf_quants.py; then
+  mkdir -p "$(dirname "$GQ")"
+  "$PY" scripts/parity/gguf_quants.py "$GQ" gemma3=.cache/downloads/gemma3-270m/gemma-3-270m-q4_k_m.gguf \
+    smollm2=.cache/downloads/SmolLM2-135M-Instruct.Q4_1.gguf
+fi
+
 # The BLAS the engine links (crates/core/build_blas.rs looks in the same places).
 OPENBLAS=
 if [ "$(uname -s)" = Linux ] && [ "${MLX_SERVING_BLAS:-}" != none ]; then

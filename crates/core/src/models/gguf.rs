@@ -1,64 +1,119 @@
-//! Loading a llama.cpp `.gguf` file (architectures llama, qwen2, qwen3, gemma3) through MLX's
-//! own GGUF reader (`mlx_rs::io::GgufFile` over `mlx_load_gguf`): Q4_0/Q4_1/Q8_0 tensors come
-//! back as MLX affine-quantized triplets (`weight` uint32 + `scales` + `biases`, group size 32)
-//! and stay quantized; F32/F16/BF16 (and the K-quants MLX can dequantize) load as dense arrays.
-//! The HF-style config is synthesized from the GGUF metadata, tensor names are mapped to HF
-//! names, llama.cpp's q/k row permutation (llama arch) is undone, Gemma's stored `1 + w` norm
-//! weights are turned back into `w`, and floating tensors are kept in f32 compute form.
+//! Loading a llama.cpp `.gguf` file (architectures llama, qwen2, qwen3, gemma3), read by our own
+//! parser (`gguf_file.rs`; MLX's reader rejects whole files over one K-quant type):
+//! Q4_0/Q4_1/Q8_0 tensors become MLX affine-quantized triplets (`weight` uint32 + f16 `scales` +
+//! `biases`, group size 32, exactly as MLX's loader builds them) and stay quantized; every other
+//! type (F32/F16/BF16, Q5_0/Q5_1, the K-quants Q2_K…Q6_K) is dequantized to f32 at load
+//! (`gguf_quants.rs`). The HF-style config is synthesized from the GGUF metadata, tensor names
+//! are mapped to HF names, llama.cpp's q/k row permutation (llama arch) is undone, Gemma's
+//! stored `1 + w` norm weights are turned back into `w`, and floating tensors are kept in f32.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use mlx_rs::io::{GgufError, GgufFile};
 use mlx_rs::{ops, Array, Dtype};
 use serde_json::{json, Map, Value};
 
+use super::gguf_file::{self, GgufData, MetaValue};
+use super::gguf_quants;
 use super::weights::WeightMap;
 use super::{build_model, CausalModel, ModelConfig, ModelStats};
 use crate::error::{EngineError, EngineResult};
 
 pub const GGUF_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
-/// MLX's GGUF reader quantizes Q4_0/Q4_1/Q8_0 in groups of 32.
+/// Q4_0/Q4_1/Q8_0 blocks hold 32 values: one MLX quantization group each.
 const GGUF_GROUP: i64 = 32;
 
-/// A parsed GGUF file: its metadata reader and tensors.
+/// A parsed GGUF file: its metadata and tensor table, and the bytes.
 pub struct GgufModelFile {
-    file: GgufFile,
+    data: GgufData,
     pub path: String,
-}
-
-fn gguf_err(path: &Path, what: &str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::model_load(format!("cannot {what} GGUF file {}: {e}", path.display())).with_detail("file", path.to_string_lossy().into_owned())
 }
 
 impl GgufModelFile {
     pub fn open(path: &Path) -> EngineResult<Self> {
-        let file = GgufFile::load(path).map_err(|e| match e {
-            GgufError::Exception(x) => gguf_err(path, "read", x.what()),
-            other => gguf_err(path, "read", other),
-        })?;
-        Ok(GgufModelFile { file, path: path.to_string_lossy().into_owned() })
+        let path_s = path.to_string_lossy().into_owned();
+        let fail = |msg: String| EngineError::model_load(format!("GGUF file {path_s} {msg}")).with_detail("file", path_s.clone());
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
+        let data = gguf_file::parse(bytes).map_err(fail)?;
+        Ok(GgufModelFile { data, path: path_s })
+    }
+
+    fn meta(&self, key: &str) -> Option<&MetaValue> {
+        self.data.metadata.get(key)
     }
 
     pub fn string(&self, key: &str) -> Option<String> {
-        self.file.get_metadata_string(key).ok().flatten()
+        match self.meta(key)? {
+            MetaValue::Str(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn list(&self, key: &str) -> Option<&[MetaValue]> {
+        match self.meta(key)? {
+            MetaValue::Array(a) => Some(a),
+            _ => None,
+        }
     }
 
     pub fn strings(&self, key: &str) -> Option<Vec<String>> {
-        self.file.get_metadata_strings(key).ok().flatten()
+        self.list(key)?.iter().map(|v| if let MetaValue::Str(s) = v { Some(s.clone()) } else { None }).collect()
     }
 
-    pub fn array(&self, key: &str) -> Option<Array> {
-        self.file.get_metadata_array(key).ok().flatten()
+    /// A numeric array (`tokenizer.ggml.scores`, `token_type`) as f64s.
+    pub fn numbers(&self, key: &str) -> Option<Vec<f64>> {
+        self.list(key)?.iter().map(MetaValue::as_f64).collect()
+    }
+
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.meta(key)? {
+            MetaValue::Bool(b) => Some(*b),
+            other => other.as_f64().map(|v| v != 0.0),
+        }
     }
 
     pub fn f64(&self, key: &str) -> Option<f64> {
-        let a = self.array(key)?;
-        (a.size() == 1).then(|| a.as_dtype(Dtype::Float64).ok()).flatten().map(|a| a.item_cast::<f64>())
+        self.meta(key)?.as_f64()
     }
 
     pub fn i64(&self, key: &str) -> Option<i64> {
-        self.f64(key).map(|v| v as i64)
+        match self.meta(key)? {
+            MetaValue::Int(i) => Some(*i),
+            MetaValue::UInt(u) => i64::try_from(*u).ok(),
+            other => other.as_f64().map(|v| v as i64),
+        }
+    }
+
+    /// Every tensor as MLX arrays, keyed like MLX's loader: `<name>` (f32, or uint32 packed for
+    /// Q4_0/Q4_1/Q8_0 plus `<base>.scales` / `<base>.biases`).
+    pub fn arrays(&self) -> EngineResult<HashMap<String, Array>> {
+        let mut out = HashMap::new();
+        for t in &self.data.tensors {
+            let raw = &self.data.bytes[t.start..t.start + t.len];
+            let shape = t.shape();
+            if let Some((words, scales, biases, bits)) = gguf_quants::to_affine(t.ggml_type, raw) {
+                let (rows, cols) = (shape[..shape.len() - 1].to_vec(), shape[shape.len() - 1]);
+                let with_last = |n: i32| rows.iter().copied().chain([n]).collect::<Vec<i32>>();
+                let base = t.name.strip_suffix(".weight").unwrap_or(&t.name);
+                out.insert(t.name.clone(), Array::from_slice(&words, &with_last(cols * bits / 32)));
+                out.insert(format!("{base}.scales"), Array::from_slice(&scales, &with_last(cols / GGUF_GROUP as i32)));
+                out.insert(format!("{base}.biases"), Array::from_slice(&biases, &with_last(cols / GGUF_GROUP as i32)));
+            } else {
+                out.insert(t.name.clone(), Array::from_slice(&gguf_quants::dequantize(t.ggml_type, raw), &shape));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The raw tensor table (name, ggml type, row-major shape), for tests and diagnostics.
+    pub fn tensor_types(&self) -> Vec<(String, u32, Vec<i32>)> {
+        self.data.tensors.iter().map(|t| (t.name.clone(), t.ggml_type, t.shape())).collect()
+    }
+
+    /// One tensor dequantized to f32 (row-major), whatever its stored type.
+    pub fn dequantized(&self, name: &str) -> Option<Vec<f32>> {
+        let t = self.data.tensors.iter().find(|t| t.name == name)?;
+        Some(gguf_quants::dequantize(t.ggml_type, &self.data.bytes[t.start..t.start + t.len]))
     }
 
     pub fn architecture(&self) -> EngineResult<String> {
@@ -78,7 +133,7 @@ impl GgufModelFile {
 pub fn load_gguf_model(g: &GgufModelFile) -> EngineResult<(CausalModel, ModelStats)> {
     let arch = g.architecture()?;
     let mut raw = config_json(g, &arch)?;
-    let tensors = g.file.arrays().map_err(|e| g.err(&format!("has unreadable tensors: {e}")))?;
+    let tensors = g.arrays()?;
     if tensors.contains_key("rope_freqs.weight") {
         return Err(g.err("uses per-frequency rope factors (rope_freqs), which this build does not support yet"));
     }

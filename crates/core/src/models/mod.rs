@@ -7,6 +7,8 @@ pub mod compute;
 pub mod config;
 pub mod gemma3;
 pub mod gguf;
+pub mod gguf_file;
+pub mod gguf_quants;
 pub mod linear;
 pub mod llama;
 pub mod moe;

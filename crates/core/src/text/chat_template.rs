@@ -5,11 +5,13 @@
 //! `.startswith()`, `.items()`, … via minijinja-contrib's pycompat), the `raise_exception` and
 //! `strftime_now` globals, HF's `tojson`, and the variables HF passes.
 
-use minijinja::value::Value;
-use minijinja::Environment;
+use std::borrow::Cow;
+
+use minijinja::value::{Rest, Value};
+use minijinja::{Environment, State};
 use serde::{Deserialize, Serialize};
 
-use super::template_fns;
+use super::{pyrepr, template_fns};
 use crate::error::{EngineError, EngineResult};
 
 /// One conversation turn, as the template sees it (`message['role']`, `message.content`).
@@ -37,6 +39,23 @@ fn render_error(e: minijinja::Error) -> EngineError {
     EngineError::generation(message)
 }
 
+/// Everything a chat template sees besides its source, as HF's `apply_chat_template` passes it:
+/// the messages (any JSON objects: `tool_calls`, `name`, … pass through), the tool schemas,
+/// the generation-prompt flag and the tokenizer's special-token texts.
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest<'a> {
+    /// Array of message objects; keys holding `null` are dropped first, as HF does.
+    pub messages: serde_json::Value,
+    /// Tool (function) JSON schemas, or `None` (the template sees `tools = none`).
+    pub tools: Option<serde_json::Value>,
+    pub add_generation_prompt: bool,
+    /// Undefined in the template (renders as '') when `None`, as with HF.
+    pub bos_token: Option<&'a str>,
+    pub eos_token: Option<&'a str>,
+    /// Unix seconds `strftime_now` formats (UTC); `None` = the current time. Tests freeze it.
+    pub now_unix: Option<i64>,
+}
+
 /// Renders `messages` with `template`. `bos_token` / `eos_token` are the tokenizer's special
 /// token texts; when absent they are undefined in the template (render as ''), as with HF.
 /// Template syntax and runtime errors (including `raise_exception`) → `GenerationError`
@@ -48,7 +67,7 @@ pub fn render_chat(
     bos_token: Option<&str>,
     eos_token: Option<&str>,
 ) -> EngineResult<String> {
-    render_chat_values(template, &messages, add_generation_prompt, bos_token, eos_token)
+    render_chat_values(template, messages, add_generation_prompt, bos_token, eos_token)
 }
 
 /// [`render_chat`] for messages of any serializable shape, e.g. multimodal turns whose
@@ -60,28 +79,123 @@ pub fn render_chat_values<M: Serialize + ?Sized>(
     bos_token: Option<&str>,
     eos_token: Option<&str>,
 ) -> EngineResult<String> {
+    let messages = serde_json::to_value(messages).map_err(|e| EngineError::generation(e.to_string()))?;
+    render_chat_request(
+        template,
+        &ChatRequest { messages, tools: None, add_generation_prompt, bos_token, eos_token, now_unix: None },
+    )
+}
+
+/// The environment HF builds: Jinja2's `ImmutableSandboxedEnvironment(trim_blocks=True,
+/// lstrip_blocks=True)` + loop controls, Python methods on str/dict/list, and HF's globals.
+fn environment(now_unix: Option<i64>) -> Environment<'static> {
     let mut env = Environment::new();
-    // Jinja2 options HF uses (ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)).
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(template_fns::unknown_method);
     env.add_function("raise_exception", template_fns::raise_exception);
-    env.add_function("strftime_now", template_fns::strftime_now);
+    env.add_function("strftime_now", move |format: String| template_fns::strftime_now(format, now_unix));
     env.add_filter("tojson", template_fns::tojson);
-    env.add_template("chat", template).map_err(render_error)?;
+    env.add_filter("string", template_fns::string);
+    env.add_test("iterable", template_fns::is_iterable);
+    env.add_test("none", template_fns::is_none);
+    env.add_filter("length", template_fns::length);
+    env.add_filter("count", template_fns::length);
+    // Jinja2's versions skip a falsy input (`if value:`): `none | selectattr(…)` is empty.
+    let lazy = template_fns::lazy;
+    let falsy_empty = |v: Value| if v.is_true() { v } else { Value::from(Vec::<Value>::new()) };
+    use minijinja::filters as f;
+    env.add_filter("map", move |s: &State, v: Value, a: Rest<Value>| f::map(s, falsy_empty(v), a).map(lazy));
+    env.add_filter("select", move |s: &State, v: Value, t: Option<Cow<'_, str>>, a: Rest<Value>| f::select(s, falsy_empty(v), t, a).map(lazy));
+    env.add_filter("reject", move |s: &State, v: Value, t: Option<Cow<'_, str>>, a: Rest<Value>| f::reject(s, falsy_empty(v), t, a).map(lazy));
+    env.add_filter("selectattr", move |s: &State, v: Value, at: Cow<'_, str>, t: Option<Cow<'_, str>>, a: Rest<Value>| {
+        f::selectattr(s, falsy_empty(v), at, t, a).map(lazy)
+    });
+    env.add_filter("rejectattr", move |s: &State, v: Value, at: Cow<'_, str>, t: Option<Cow<'_, str>>, a: Rest<Value>| {
+        f::rejectattr(s, falsy_empty(v), at, t, a).map(lazy)
+    });
+    // Lists, dicts and floats print as Python's str() prints them.
+    env.set_formatter(|out, state, value| {
+        if pyrepr::needs_py_format(value) {
+            out.write_str(&pyrepr::py_str(value)).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
+    env
+}
+
+/// HF's `{% generation %}…{% endgeneration %}` tag (its AssistantTracker extension, used for
+/// assistant-token masks in training) renders its body unchanged; minijinja has no custom tags,
+/// so it becomes the equivalent `{% if true %}…{% endif %}`, whitespace-control marks kept.
+fn rewrite_generation_tags(template: &str) -> std::borrow::Cow<'_, str> {
+    if !template.contains("generation") {
+        return template.into();
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find("{%") {
+        out.push_str(&rest[..at]);
+        let tag = &rest[at..];
+        let Some(end) = tag.find("%}") else { break };
+        let inner = &tag[2..end];
+        let (open_mark, body) = split_mark(inner, true);
+        let (close_mark, body) = split_mark(body, false);
+        match body.trim() {
+            "generation" => out.push_str(&format!("{{%{open_mark} if true {close_mark}%}}")),
+            "endgeneration" => out.push_str(&format!("{{%{open_mark} endif {close_mark}%}}")),
+            _ => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+/// Splits a leading (or trailing) `-`/`+` whitespace-control mark off a tag's inside.
+fn split_mark(s: &str, leading: bool) -> (&str, &str) {
+    let mark = |c: char| c == '-' || c == '+';
+    if leading && s.starts_with(mark) {
+        (&s[..1], &s[1..])
+    } else if !leading && s.ends_with(mark) {
+        (&s[s.len() - 1..], &s[..s.len() - 1])
+    } else {
+        ("", s)
+    }
+}
+
+/// Renders a [`ChatRequest`] with `template` (errors as [`render_chat`]).
+pub fn render_chat_request(template: &str, req: &ChatRequest<'_>) -> EngineResult<String> {
+    let mut env = environment(req.now_unix);
+    env.add_template_owned("chat", rewrite_generation_tags(template).into_owned()).map_err(render_error)?;
     let tmpl = env.get_template("chat").map_err(render_error)?;
 
     let token = |t: Option<&str>| t.map_or(Value::UNDEFINED, Value::from);
+    let messages = match &req.messages {
+        serde_json::Value::Array(items) => items.iter().map(drop_null_keys).collect(),
+        other => other.clone(),
+    };
     let ctx = minijinja::context! {
-        messages => Value::from_serialize(messages),
-        add_generation_prompt => add_generation_prompt,
-        bos_token => token(bos_token),
-        eos_token => token(eos_token),
+        messages => Value::from_serialize(&messages),
+        add_generation_prompt => req.add_generation_prompt,
+        bos_token => token(req.bos_token),
+        eos_token => token(req.eos_token),
         // HF passes tools=None and documents=None when the request has none.
-        tools => Value::from(()),
-        documents => Value::from(()),
+        tools => req.tools.as_ref().map_or_else(|| Value::from_object(template_fns::PyNone), Value::from_serialize),
+        documents => Value::from_object(template_fns::PyNone),
     };
     tmpl.render(ctx).map_err(render_error)
+}
+
+/// HF drops message keys whose value is None (`content=None` from OpenAI-style clients), since
+/// templates handle a missing key but print a present None as "None".
+fn drop_null_keys(m: &serde_json::Value) -> serde_json::Value {
+    match m {
+        serde_json::Value::Object(o) => {
+            serde_json::Value::Object(o.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+        other => other.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +296,16 @@ mod tests {
         let pretty =
             render_chat("{{ {'k': [1]} | tojson(indent=2) }}", &[], false, None, None).unwrap();
         assert_eq!(pretty, "{\n  \"k\": [\n    1\n  ]\n}");
+    }
+
+    #[test]
+    fn absent_tools_behave_like_python_none() {
+        let r = |t: &str| render_chat(t, &[], false, None, None);
+        assert_eq!(r("{{ tools }}|{{ tools | tojson }}|{{ tools is none }}|{{ tools is not none }}|{{ 'y' if tools else 'n' }}|{{ tools is iterable }}").unwrap(), "None|null|True|False|n|False");
+        // Python raises iterating or measuring None; minijinja's own none would give "".
+        assert!(r("{% for t in tools %}{{ t }}{% endfor %}").is_err());
+        assert!(r("{{ tools | length }}").is_err());
+        assert_eq!(r("{{ (tools or []) | length }}|{{ undefined_name | length }}").unwrap(), "0|0");
     }
 
     #[test]

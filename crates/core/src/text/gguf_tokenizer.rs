@@ -13,13 +13,16 @@ use crate::models::gguf::GgufModelFile;
 
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen3.5: Qwen2's split with combining marks (\p{M}) kept inside words.
+const QWEN35_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// GPT-2's own split (what ByteLevel's use_regex applies).
+const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
 pub fn tokenizer_from_gguf(g: &GgufModelFile) -> EngineResult<TextTokenizer> {
     let tokens = g.strings("tokenizer.ggml.tokens").ok_or_else(|| g.err("has no tokenizer.ggml.tokens"))?;
     let types: Vec<i32> = g
-        .array("tokenizer.ggml.token_type")
-        .and_then(|a| a.as_dtype(mlx_rs::Dtype::Int32).ok())
-        .map(|a| a.as_slice::<i32>().to_vec())
+        .numbers("tokenizer.ggml.token_type")
+        .map(|v| v.into_iter().map(|t| t as i32).collect())
         .unwrap_or_else(|| vec![1; tokens.len()]);
     let kind = g.string("tokenizer.ggml.model").unwrap_or_default();
     let spec = match kind.as_str() {
@@ -30,7 +33,7 @@ pub fn tokenizer_from_gguf(g: &GgufModelFile) -> EngineResult<TextTokenizer> {
     let inner = Tokenizer::from_bytes(serde_json::to_vec(&spec).unwrap())
         .map_err(|e| g.err(&format!("has a tokenizer that cannot be rebuilt: {e}")))?;
     let name = |key: &str| g.i64(key).and_then(|i| tokens.get(i as usize).cloned());
-    let add_bos = g.array("tokenizer.ggml.add_bos_token").map(|a| a.item_cast::<bool>()).unwrap_or(kind == "llama");
+    let add_bos = g.bool("tokenizer.ggml.add_bos_token").unwrap_or(kind == "llama");
     let mut cfg = json!({"add_bos_token": add_bos, "bos_token": name("tokenizer.ggml.bos_token_id"), "eos_token": name("tokenizer.ggml.eos_token_id")});
     if let Some(t) = g.string("tokenizer.chat_template") {
         cfg["chat_template"] = json!(t);
@@ -60,12 +63,27 @@ fn gpt2_json(g: &GgufModelFile, tokens: &[String], types: &[i32]) -> EngineResul
     let merges: Vec<Value> = merges.iter().filter_map(|m| m.split_once(' ').map(|(a, b)| json!([a, b]))).collect();
     let byte_level = |regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex});
     let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
+    // Each model family's pre-tokenizer: regex splits applied in turn (every match and every
+    // gap between matches becomes a piece), then the byte-to-unicode mapping.
+    let splits = |res: &[&str]| {
+        let mut steps: Vec<Value> = res.iter().map(|r| split(r)).collect();
+        steps.push(byte_level(false));
+        json!({"type": "Sequence", "pretokenizers": steps})
+    };
     let pre = match g.string("tokenizer.ggml.pre").as_deref() {
         Some("smollm") => json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}),
-        Some("llama-bpe" | "llama3" | "smaug-bpe") => json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]}),
-        Some("qwen2" | "deepseek-r1-qwen") => json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}),
+        Some("llama-bpe" | "llama3" | "smaug-bpe" | "dbrx") => splits(&[LLAMA3_SPLIT]),
+        Some("qwen2" | "deepseek-r1-qwen" | "stablelm2") => splits(&[QWEN2_SPLIT]),
+        Some("qwen35") => splits(&[QWEN35_SPLIT]),
+        // Digits one by one, then GPT-2's split.
+        Some("starcoder" | "refact" | "command-r") => splits(&[r"\p{N}", GPT2_SPLIT]),
+        Some("deepseek-coder") => splits(&[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[一-龥ࠀ-一가-퟿]+", r"\p{N}"]),
+        Some("falcon") => splits(&[r"[\p{P}\$\+<=>\^~\|`]+", GPT2_SPLIT, r"[0-9][0-9][0-9]"]),
         _ => byte_level(true),
     };
+    // Llama-3's tokenizer.json sets ignore_merges: a pre-token that is itself a vocabulary entry
+    // is taken whole, even where no merge sequence reaches it (" Việt" is one id).
+    let ignore_merges = matches!(g.string("tokenizer.ggml.pre").as_deref(), Some("llama-bpe" | "llama3" | "smaug-bpe"));
     let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
     Ok(json!({
         "version": "1.0", "truncation": null, "padding": null,
@@ -75,7 +93,7 @@ fn gpt2_json(g: &GgufModelFile, tokens: &[String], types: &[i32]) -> EngineResul
         "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignore_merges,
                   "vocab": vocab, "merges": merges},
     }))
 }
@@ -84,9 +102,8 @@ fn gpt2_json(g: &GgufModelFile, tokens: &[String], types: &[i32]) -> EngineResul
 /// merge, ranked by the merged piece's score (higher first), as HF's SentencePiece extractor.
 fn spm_json(g: &GgufModelFile, tokens: &[String], types: &[i32]) -> EngineResult<Value> {
     let scores: Vec<f32> = g
-        .array("tokenizer.ggml.scores")
-        .and_then(|a| a.as_dtype(mlx_rs::Dtype::Float32).ok())
-        .map(|a| a.as_slice::<f32>().to_vec())
+        .numbers("tokenizer.ggml.scores")
+        .map(|v| v.into_iter().map(|s| s as f32).collect())
         .unwrap_or_else(|| vec![0.0; tokens.len()]);
     let index: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
     let mut merges: Vec<(f32, usize, usize, &str, &str)> = Vec::new();
@@ -105,7 +122,7 @@ fn spm_json(g: &GgufModelFile, tokens: &[String], types: &[i32]) -> EngineResult
     let merges: Vec<Value> = merges.iter().map(|m| json!([m.3, m.4])).collect();
     let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
     let unk = g.i64("tokenizer.ggml.unknown_token_id").and_then(|i| tokens.get(i as usize).cloned());
-    let add_space = g.array("tokenizer.ggml.add_space_prefix").map(|a| a.item_cast::<bool>()).unwrap_or(true);
+    let add_space = g.bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
     let mut norm = vec![json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"})];
     let mut dec = vec![json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
     if add_space {

@@ -10,12 +10,13 @@ pub mod detokenizer;
 pub mod gguf_tokenizer;
 mod hf_config;
 pub mod stop_matcher;
+mod pyrepr;
 mod template_fns;
 #[cfg(test)]
 pub(crate) mod test_fixtures;
 pub mod tokenizer;
 
-pub use chat_template::{render_chat, ChatMessage};
+pub use chat_template::{render_chat, render_chat_request, ChatMessage, ChatRequest};
 pub use detokenizer::StreamingDetokenizer;
 pub use stop_matcher::{StopMatcher, StopOutcome};
 pub use tokenizer::TextTokenizer;

@@ -5,8 +5,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use minijinja::value::{Kwargs, Value};
-use minijinja::{Error, ErrorKind};
+use std::sync::Arc;
+
+use minijinja::value::{Kwargs, Object, ObjectRepr, Value};
+use minijinja::{Error, ErrorKind, State};
 
 /// `raise_exception(message)`: templates use it to reject conversations they cannot render
 /// (e.g. roles not alternating); rendering fails with that message.
@@ -15,10 +17,84 @@ pub(crate) fn raise_exception(message: String) -> Result<Value, Error> {
 }
 
 /// `strftime_now(format)`: the current date/time (UTC: no time-zone database here), used by
-/// Llama-3.x templates for "Today Date: 26 Jul 2024".
-pub(crate) fn strftime_now(format: String) -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+/// Llama-3.x templates for "Today Date: 26 Jul 2024". `now_unix` freezes the clock (tests).
+pub(crate) fn strftime_now(format: String, now_unix: Option<i64>) -> String {
+    let secs = now_unix.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64));
     strftime_at(secs, &format)
+}
+
+/// `x | string`: Python's `str(x)` (dicts and lists as `{'k': 'v'}` / `[1, 2]`); undefined → ''.
+pub(crate) fn string(value: &Value) -> Value {
+    if value.is_undefined() {
+        Value::from("")
+    } else if value.kind() == minijinja::value::ValueKind::String {
+        value.clone()
+    } else {
+        Value::from(super::pyrepr::py_str(value))
+    }
+}
+
+/// `x is iterable` as in Jinja2 (`iter(x)` succeeds): `none` is not iterable (minijinja's own
+/// test says it is, which sends `tools is iterable and tools | length > 0` into an error).
+pub(crate) fn is_iterable(value: &Value) -> bool {
+    !is_py_none(value) && value.try_iter().is_ok()
+}
+
+/// Python's `None` as HF passes it for `tools`/`documents` when a request has none. minijinja's
+/// own `none` iterates as an empty list, where Python raises ("'NoneType' object is not
+/// iterable"): templates that loop over `tools` unconditionally must fail as under transformers.
+/// This value is falsy, prints `None`, is `none` for the `is none` test (overridden below), and
+/// cannot be iterated, measured or indexed. (`tools == none` would be false; templates use `is`.)
+#[derive(Debug)]
+pub(crate) struct PyNone;
+
+impl Object for PyNone {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn is_true(self: &Arc<Self>) -> bool {
+        false
+    }
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("None")
+    }
+}
+
+pub(crate) fn is_py_none(value: &Value) -> bool {
+    value.is_none() || value.downcast_object_ref::<PyNone>().is_some()
+}
+
+/// `x is none`, counting [`PyNone`].
+pub(crate) fn is_none(value: &Value) -> bool {
+    is_py_none(value)
+}
+
+/// `x | length` as Jinja2's `len()`: undefined counts 0; lazy results (`map`, `select`, …:
+/// generators in Python) have no length.
+pub(crate) fn length(value: &Value) -> Result<usize, Error> {
+    if value.is_undefined() {
+        return Ok(0);
+    }
+    value.len().ok_or_else(|| {
+        Error::new(ErrorKind::InvalidOperation, format!("object of type {} has no len()", value.kind()))
+    })
+}
+
+/// Jinja2's `map`, `select`, `reject`, `selectattr` and `rejectattr` return generators, which
+/// `tojson` and `length` reject and `list`/`join`/loops consume; minijinja's return lists. This
+/// wraps minijinja's result as a lazy iterable so templates behave as under transformers.
+pub(crate) fn lazy(items: Vec<Value>) -> Value {
+    let items = std::sync::Arc::new(items);
+    Value::make_iterable(move || {
+        let items = items.clone();
+        (0..items.len()).map(move |i| items[i].clone())
+    })
+}
+
+/// Python methods templates call on values (`.strip()`, `.items()`, `.append()`, …):
+/// minijinja-contrib's pycompat.
+pub(crate) fn unknown_method(state: &State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
 
 const MONTHS: [&str; 12] = [
@@ -108,6 +184,19 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `json.dumps` fails on Jinja's Undefined and on generators; minijinja would write null / a list.
+fn reject_non_json(value: &Value) -> Result<(), Error> {
+    use minijinja::value::ValueKind;
+    let bad = |what: &str| Err(Error::new(ErrorKind::InvalidOperation, format!("Object of type {what} is not JSON serializable")));
+    match value.kind() {
+        ValueKind::Undefined => bad("Undefined"),
+        ValueKind::Iterable => bad("generator"),
+        ValueKind::Seq => value.try_iter()?.try_for_each(|v| reject_non_json(&v)),
+        ValueKind::Map => value.try_iter()?.try_for_each(|k| reject_non_json(&value.get_item(&k)?)),
+        _ => Ok(()),
+    }
+}
+
 /// Python's default `json.dumps` separators: `", "` between items, `": "` after keys.
 struct PyCompactFormatter;
 
@@ -155,6 +244,10 @@ pub(crate) fn tojson(
         Some(v) if v.is_none() => None,
         Some(v) => Some(usize::try_from(v)?),
     };
+    if value.downcast_object_ref::<PyNone>().is_some() {
+        return Ok("null".into());
+    }
+    reject_non_json(value)?;
     let mut out = Vec::new();
     let result = match indent {
         Some(n) => {
