@@ -6,6 +6,7 @@ tokenizer whose ids fit the vocabulary will do).
 usage: python make_random_models.py <tokenizer_dir> <out_dir>
 """
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -62,7 +63,7 @@ def main():
             for f in ["tokenizer.json", "tokenizer_config.json"]:
                 shutil.copy(tok_dir / f, d / f)
         q = out / (name + "-4bit")
-        if not (q / "config.json").exists():
+        if not (q / "config.json").exists() and not os.environ.get("BENCH_GPU_NO_4BIT"):
             convert(hf_path=str(d), mlx_path=str(q), quantize=True, q_group_size=64, q_bits=4)
         print(name, "ready", flush=True)
 
