@@ -20,7 +20,7 @@ for a in $ALPHAS; do
   for n in ${DRAFTS//,/ }; do args+=(--draft "$MODELS/spec/draft-a$a-L$n"); done
   echo "== alpha $a ours" | tee -a "$OUT/spec.md"
   "$CARRY/speculative" "${args[@]}" --k "$K" --tokens "$TOKENS" --runs "$RUNS" --out /root/spec-views \
-    --json "$OUT/spec-ours-a$a.json" 2>&1 | tee -a "$OUT/spec.md" | tail -12
+    --json "$OUT/spec-ours-a$a.json" 2>&1 | tee -a "$OUT/spec.md" | tail -12 || echo "ours failed (alpha $a)"
   echo "== alpha $a mlx-lm" | tee -a "$OUT/spec.md"
-  $PY bench/speculative_mlx_lm.py "${args[@]}" --k "$K" --tokens "$TOKENS" --runs "$RUNS" 2>&1 | tee -a "$OUT/spec.md" | tail -12
+  $PY bench/speculative_mlx_lm.py "${args[@]}" --k "$K" --tokens "$TOKENS" --runs "$RUNS" 2>&1 | tee -a "$OUT/spec.md" | tail -12 || echo "mlx-lm failed (alpha $a)"
 done

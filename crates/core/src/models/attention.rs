@@ -3,7 +3,7 @@
 //! all tokens of all segments, then each segment is split off, optionally q/k RMS-normed per
 //! head, rotated at its own cache offset, appended to its own KV cache and attended causally.
 
-use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::fast;
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array};
 
@@ -55,7 +55,7 @@ pub(crate) fn segment_attention(spec: &AttnSpec<'_>, layer: usize, q_all: &Array
         let k = spec.rope.apply(&k, offset)?;
         let (keys, values) = cache.update(&k, &v)?;
         let out = if len > 1 {
-            fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, ScaledDotProductAttentionMask::Causal, None)?
+            super::sdpa::causal(&q, &keys, &values, spec.scale)?
         } else {
             fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, None, None)?
         };

@@ -187,7 +187,7 @@ impl Gemma3Model {
             let mask = if b.sliding { &masks[si].1 } else { &masks[si].0 };
             let out = match mask {
                 AttnMask::None => fast::scaled_dot_product_attention(&q, &keys, &values, self.attn_scale, None, None)?,
-                AttnMask::Causal => fast::scaled_dot_product_attention(&q, &keys, &values, self.attn_scale, ScaledDotProductAttentionMask::Causal, None)?,
+                AttnMask::Causal => super::sdpa::causal(&q, &keys, &values, self.attn_scale)?,
                 AttnMask::Array(m) => fast::scaled_dot_product_attention(&q, &keys, &values, self.attn_scale, ScaledDotProductAttentionMask::Array(m), None)?,
             };
             outs.push(out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, len, c.num_attention_heads * c.head_dim])?);

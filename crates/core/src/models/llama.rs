@@ -3,7 +3,7 @@
 //! between the types are data, not code: attention biases (qwen2), per-head q/k RMSNorm (qwen3),
 //! explicit head_dim, tied or untied output projection, rope scaling.
 
-use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::fast;
 use mlx_rs::{nn, ops, Array};
 
 use super::causal::{embedding_arrays, input_ids, linear_arrays, segment_logits, Segment};
@@ -201,7 +201,7 @@ impl LlamaModel {
             let (keys, values) = cache.update(&k, &v)?;
             let scale = (c.head_dim as f32).powf(-0.5);
             let out = if len > 1 {
-                fast::scaled_dot_product_attention(&q, &keys, &values, scale, ScaledDotProductAttentionMask::Causal, None)?
+                super::sdpa::causal(&q, &keys, &values, scale)?
             } else {
                 fast::scaled_dot_product_attention(&q, &keys, &values, scale, None, None)?
             };

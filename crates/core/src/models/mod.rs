@@ -15,6 +15,7 @@ pub mod moe;
 pub mod phi3;
 pub mod qwen3_moe;
 pub mod rope;
+pub(crate) mod sdpa;
 pub mod weights;
 
 use std::path::Path;
@@ -39,6 +40,7 @@ pub fn load_language_model(dir: &Path) -> EngineResult<(CausalModel, ModelStats)
 /// Loads the model with the given compute dtype choice and materializes its weights, so a
 /// truncated or unreadable file fails here, at load time, not at the first token.
 pub fn load_language_model_with(dir: &Path, compute: ComputeDtype) -> EngineResult<(CausalModel, ModelStats)> {
+    crate::services::blas::install_exit_guard();
     let config = ModelConfig::from_dir(dir)?;
     let mut weights = WeightMap::load_dir(dir)?;
     if let Some(prefix) = &config.weight_prefix {

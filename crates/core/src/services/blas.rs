@@ -83,6 +83,32 @@ fn detect() -> BlasInfo {
     }
 }
 
+/// OpenBLAS 0.3.21 (Debian 12's) can hang a process at exit: its library destructor joins the
+/// BLAS worker threads, and a worker that was just deciding to sleep misses the wake-up (it
+/// checks its queue without the lock, then sleeps after the shutdown signal) — seen here as a
+/// test binary stuck for minutes after its last test. Upstream later stopped joining at exit;
+/// we do the same: an exit handler (it runs before library destructors) marks the BLAS server
+/// as already down, so the destructor returns at once and the exiting process ends the threads.
+pub fn install_exit_guard() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if blas_info().kind != "openblas" {
+            return;
+        }
+        extern "C" fn skip_openblas_thread_join() {
+            unsafe {
+                let avail = symbol(c"blas_server_avail") as *mut libc::c_int;
+                if !avail.is_null() {
+                    std::ptr::write_volatile(avail, 0);
+                }
+            }
+        }
+        unsafe {
+            libc::atexit(skip_openblas_thread_join);
+        }
+    });
+}
+
 /// Detected once per process; the first call logs a warning when the BLAS is not optimized.
 pub fn blas_info() -> &'static BlasInfo {
     static INFO: OnceLock<BlasInfo> = OnceLock::new();
