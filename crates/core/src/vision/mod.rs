@@ -32,7 +32,7 @@ pub fn stream_prompt(model: &LoadedModel, prompt: &str, images: &[PixelPatches])
     let image_token = tok
         .id_to_token(vis.config.image_token_id)
         .ok_or_else(|| EngineError::generation("the tokenizer has no image token"))?;
-    let text = prompt::render_prompt(tok, tok.chat_template(), prompt, &image_token, images.len(), false)?;
+    let text = prompt::render_prompt(tok, tok.chat_template(), prompt, &image_token, images.len(), vis.config.images_first())?;
     let merge = vis.processor.merge_size;
     let counts: Vec<usize> = images.iter().map(|i| i.num_tokens(merge)).collect();
     Ok((prompt::expand_and_encode(tok, &text, &image_token, &counts)?, vis))
