@@ -409,7 +409,7 @@ export interface CacheStoreResult {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Vision (§7.12, EXT — Qwen2-VL and Qwen2.5-VL model folders)
+// Vision (§7.12, EXT — Qwen2-VL, Qwen2.5-VL and LLaVA model folders)
 // ---------------------------------------------------------------------------------------------
 
 export type VisionModelFamily = 'llava' | 'qwen-vl' | 'qwen2-vl' | 'qwen2.5-vl' | 'phi3-vision' | 'idefics' | string;

@@ -1,5 +1,5 @@
 // §7.12 vision: loadVisionModel / createVisionGenerator against the real addon with the tiny
-// random-weight Qwen2-VL and Qwen2.5-VL fixtures (scripts/vision/make_vision_fixtures.py; npm
+// random-weight Qwen2-VL, Qwen2.5-VL and LLaVA fixtures (scripts/vision/make_vision_fixtures.py; npm
 // test builds them and mlx-vlm's references): greedy ids equal mlx-vlm's through the engine,
 // image source forms, streaming + one metadata chunk, thrown failures with the spec's codes,
 // cancellation, text-only generation on the vision model, and a text model side by side.
@@ -12,6 +12,7 @@ import { fixture, CACHE, FIXTURES, tempDir, collect, rejectionOf, firstNextRejec
 
 const VLM = fixture('vision/qwen2-vl');
 const VLM25 = fixture('vision/qwen2_5-vl');
+const LLAVA = fixture('vision/llava');
 const LLAMA = fixture('llama');
 const IMAGES = path.join(FIXTURES, 'vision', 'images');
 const SCENE = path.join(IMAGES, 'scene.png');
@@ -64,7 +65,8 @@ describe('loadVisionModel', () => {
 });
 
 describe('greedy parity with mlx-vlm through the engine', () => {
-  for (const [name, model, modelType] of [['qwen2-vl', VLM, 'qwen2_vl'], ['qwen2_5-vl', VLM25, 'qwen2_5_vl']]) {
+  const families = [['qwen2-vl', VLM, 'qwen2_vl'], ['qwen2_5-vl', VLM25, 'qwen2_5_vl'], ['llava', LLAVA, 'llava']];
+  for (const [name, model, modelType] of families) {
     it(`${name}: 32 greedy ids per reference case equal mlx-vlm's`, async () => {
       const ref = JSON.parse(readFileSync(path.join(CACHE, 'parity', 'vision', `${name}.json`), 'utf8'));
       const handle = await engine.loadVisionModel({ model });

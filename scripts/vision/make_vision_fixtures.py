@@ -10,6 +10,7 @@ Writes under <repo>/.cache/fixtures/vision/:
               <|vision_start|><|image_pad|><|vision_end|>) and a preprocessor_config.json with small
               min/max pixel bounds so test images give a handful of image tokens.
   qwen2_5-vl/ the same with a Qwen2.5-VL tower (model_type qwen2_5_vl; fixture_qwen2_5_vl.py).
+  llava/      a tiny LLaVA (CLIP tower + projector + llama; fixture_llava.py).
   resize/     Pillow bicubic resize cases over random size pairs (fixture_resize.py).
   images/     deterministic test pictures: scene.png (100x70 RGB), scene.jpg, scene.webp
               (lossless), big.png (640x480, exercises the max_pixels downscale), tiny.png (20x30,
@@ -29,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from safetensors.numpy import save_file
 
+import fixture_llava
 import fixture_qwen2_5_vl
 import fixture_resize
 
@@ -159,13 +161,15 @@ def preprocessor_config():
     }
 
 
+GENERATION_CONFIG = {"bos_token_id": ENDOFTEXT, "eos_token_id": [IM_END, ENDOFTEXT], "pad_token_id": ENDOFTEXT}
+
+
 def write_tokenizer(out, tokdir):
     shutil.copyfile(tokdir / "tokenizer.json", out / "tokenizer.json")
     tc = json.loads((tokdir / "tokenizer_config.json").read_text())
     tc["chat_template"] = CHAT_TEMPLATE
     (out / "tokenizer_config.json").write_text(json.dumps(tc, indent=2, ensure_ascii=False))
-    (out / "generation_config.json").write_text(json.dumps(
-        {"bos_token_id": ENDOFTEXT, "eos_token_id": [IM_END, ENDOFTEXT], "pad_token_id": ENDOFTEXT}))
+    (out / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG))
 
 
 def write_qwen2_vl(out, tokdir):
@@ -187,6 +191,7 @@ def write_qwen2_5_vl(out, tokdir):
 PARTS = [
     ("qwen2_5-vl", "qwen2_5-vl-v1", "model.safetensors", write_qwen2_5_vl),
     ("resize", "resize-v1", "cases.json", lambda out, _tokdir: fixture_resize.write(out)),
+    ("llava", "llava-v1", "model.safetensors", lambda out, tokdir: fixture_llava.write(out, tokdir, GENERATION_CONFIG)),
 ]
 
 

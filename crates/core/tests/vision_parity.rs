@@ -1,5 +1,6 @@
-//! Vision parity with mlx-vlm 0.7.6 (same MLX 0.32.2) on the seeded tiny Qwen2-VL and
-//! Qwen2.5-VL (window attention) fixtures of `scripts/vision/make_vision_fixtures.py`;
+//! Vision parity with mlx-vlm 0.7.6 (same MLX 0.32.2) on the seeded tiny Qwen2-VL,
+//! Qwen2.5-VL (window attention) and LLaVA (CLIP + projector + llama) fixtures of
+//! `scripts/vision/make_vision_fixtures.py`;
 //! references by `scripts/parity/vision_reference.py` (`scripts/parity/run_all.sh` prepares
 //! both):
 //! * the preprocessed pixel tensor and grid of every test image equal mlx-vlm's (lossless
@@ -18,9 +19,8 @@ use mlx_rs::{ops, Array};
 use mlx_serving_core::models::ComputeDtype;
 use mlx_serving_core::text::TextTokenizer;
 use mlx_serving_core::vision::image_input::{load_rgb, ImageLimits, ImageSource};
-use mlx_serving_core::vision::preprocess::preprocess;
 use mlx_serving_core::vision::prompt::{expand_and_encode, render_prompt};
-use mlx_serving_core::vision::qwen2_vl::Qwen2Vl;
+use mlx_serving_core::vision::VisionModel;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -50,18 +50,24 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn pixels_match(model: &str) {
     let r = reference(model);
-    let cfg = mlx_serving_core::vision::ProcessorConfig::from_dir(&fixture(model)).unwrap();
+    let processor = VisionModel::load(&fixture(model), ComputeDtype::Auto).unwrap().0.processor();
     let images = r.meta["images"].as_object().unwrap();
     assert_eq!(images.len(), 7);
     let mut failures = vec![];
     for (file, info) in images {
         let path = root().join(".cache/fixtures/vision/images").join(file);
         let img = load_rgb(&ImageSource::Path(path), &ImageLimits::default()).unwrap();
-        let p = preprocess(&img, &cfg).unwrap();
-        let want_grid: Vec<usize> = info["grid_thw"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-        assert_eq!(p.grid_thw.to_vec(), want_grid, "{file}: grid");
+        let p = processor.preprocess(&img).unwrap();
         let want = &r.tensors[&format!("pixels.{file}")];
-        assert_eq!(want.shape(), &[p.rows as i32, p.cols as i32], "{file}: shape");
+        if let Some(grid) = info.get("grid_thw") {
+            // Qwen-VL: patch rows [patches, C·T·P·P]
+            let want_grid: Vec<usize> = grid.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+            assert_eq!(p.grid_thw.to_vec(), want_grid, "{file}: grid");
+            assert_eq!(want.shape(), &[p.rows as i32, p.cols as i32], "{file}: shape");
+        } else {
+            // LLaVA: one [1, 3, H, W] crop, ours [3, H·W]
+            assert_eq!(want.size(), p.rows * p.cols, "{file}: size");
+        }
         let want = want.as_slice::<f32>();
         let diff = max_abs_diff(&p.data, want);
         let mean = p.data.iter().zip(want).map(|(x, y)| (x - y).abs()).sum::<f32>() / want.len() as f32;
@@ -92,14 +98,15 @@ fn qwen2_5_vl_preprocessed_pixels_match_mlx_vlm() {
     pixels_match("qwen2_5-vl");
 }
 
-fn greedy_ids_for_case(model: &Qwen2Vl, lm: &mlx_serving_core::models::CausalModel, tok: &TextTokenizer, case: &serde_json::Value, r: &Reference) {
+fn greedy_ids_for_case(model: &VisionModel, lm: &mlx_serving_core::models::CausalModel, tok: &TextTokenizer, case: &serde_json::Value, r: &Reference) {
     let name = case["name"].as_str().unwrap();
     let img_path = root().join(".cache/fixtures/vision/images").join(case["image"].as_str().unwrap());
     let img = load_rgb(&ImageSource::Path(img_path), &ImageLimits::default()).unwrap();
-    let pixels = preprocess(&img, &model.processor).unwrap();
-    let text = render_prompt(tok, tok.chat_template(), case["prompt"].as_str().unwrap(), "<|image_pad|>", 1, model.config.images_first()).unwrap();
+    let pixels = model.processor().preprocess(&img).unwrap();
+    let image_token = tok.id_to_token(model.image_token_id()).unwrap();
+    let text = render_prompt(tok, tok.chat_template(), case["prompt"].as_str().unwrap(), &image_token, 1, model.images_first()).unwrap();
     assert_eq!(text, case["rendered_prompt"].as_str().unwrap(), "{name}: rendered prompt");
-    let ids = expand_and_encode(tok, &text, "<|image_pad|>", &[pixels.num_tokens(2)]).unwrap();
+    let ids = expand_and_encode(tok, &text, &image_token, &[model.num_image_tokens(&pixels)]).unwrap();
     let want_ids: Vec<u32> = case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     assert_eq!(ids, want_ids, "{name}: input ids");
 
@@ -130,9 +137,9 @@ fn greedy_ids_for_case(model: &Qwen2Vl, lm: &mlx_serving_core::models::CausalMod
 
 fn greedy_match(model_name: &str) {
     let r = reference(model_name);
-    let (model, lm, stats) = Qwen2Vl::load(&fixture(model_name), ComputeDtype::Auto).unwrap();
+    let (model, lm, stats) = VisionModel::load(&fixture(model_name), ComputeDtype::Auto).unwrap();
     assert!(stats.parameter_count > 0);
-    assert_eq!(model.config.model_type, r.meta["model"].as_str().unwrap().replace('-', "_"));
+    assert_eq!(model.model_type(), r.meta["model"].as_str().unwrap().replace('-', "_"));
     let tok = TextTokenizer::from_dir(&fixture(model_name)).unwrap();
     let cases = r.meta["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 2);
@@ -151,6 +158,18 @@ fn greedy_ids_match_mlx_vlm() {
 #[test]
 fn qwen2_5_vl_greedy_ids_match_mlx_vlm() {
     greedy_match("qwen2_5-vl");
+}
+
+#[test]
+fn llava_preprocessed_pixels_match_mlx_vlm() {
+    pixels_match("llava");
+}
+
+/// LLaVA: CLIP tower up to its second-to-last layer, class token dropped, GELU projector,
+/// features spliced into a llama prompt with plain positions.
+#[test]
+fn llava_greedy_ids_match_mlx_vlm() {
+    greedy_match("llava");
 }
 
 #[test]

@@ -65,10 +65,6 @@ impl Qwen2VlConfig {
         self.model_type == "qwen2_5_vl"
     }
 
-    pub fn is_vision_config(raw: &Value) -> bool {
-        raw.get("model_type").and_then(Value::as_str).is_some_and(|t| MODEL_TYPES.contains(&t))
-    }
-
     pub fn from_value(raw: &Value) -> EngineResult<Self> {
         let model_type = raw.get("model_type").and_then(Value::as_str).unwrap_or_default().to_string();
         if !MODEL_TYPES.contains(&model_type.as_str()) {

@@ -170,11 +170,6 @@ fn read_config(dir: &Path) -> EngineResult<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| EngineError::model_load(format!("config.json is not valid JSON: {e}")))
 }
 
-/// Whether `dir` holds a vision-language model this build runs.
-pub fn is_vision_model_dir(dir: &Path) -> bool {
-    read_config(dir).map(|v| Qwen2VlConfig::is_vision_config(&v)).unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::canonical_name;
