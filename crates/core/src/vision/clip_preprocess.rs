@@ -3,7 +3,8 @@
 //! (the longer one `int(edge · long / short)`), Pillow-exact bicubic; center crop to
 //! `crop_size` (zero padding where the image is smaller, as the reference does); rescale in
 //! f64 then round to f32; per-channel normalization in f32. Output is channels-first
-//! [3, H, W] (the tower cuts its own patches).
+//! [3, H, W] (the tower cuts its own patches). Images more elongated than 200:1 are refused
+//! (a GenerationError, as with the Qwen-VL processors).
 
 use std::path::Path;
 
@@ -93,10 +94,13 @@ impl ClipProcessor {
 
     /// Resized, cropped, normalized pixels [3, crop_h, crop_w] of one image.
     pub fn preprocess(&self, img: &RgbImage) -> EngineResult<PixelPatches> {
-        let (rh, rw) = self.resized_size(img.height() as usize, img.width() as usize);
-        if rh == 0 || rw == 0 {
-            return Err(EngineError::generation(format!("Image {}x{} is too thin to resize", img.width(), img.height())));
+        let (h, w) = (img.height() as f64, img.width() as f64);
+        // As the Qwen-VL processors do: a sliver would be resized to a huge intermediate image
+        // only to have its center cropped.
+        if h.max(w) / h.min(w) > 200.0 {
+            return Err(EngineError::generation(format!("Image aspect ratio must be at most 200, got {}", h.max(w) / h.min(w))));
         }
+        let (rh, rw) = self.resized_size(img.height() as usize, img.width() as usize);
         let resized = resize_bicubic(img, rw as u32, rh as u32);
         let (ch, cw) = self.crop;
         // the reference floors (h - ch) / 2; where the image is smaller it pads with zeros so
@@ -150,6 +154,8 @@ mod tests {
         assert_eq!(p.resized_size(70, 100), (56, 80));
         assert_eq!(p.resized_size(30, 20), (84, 56));
         assert_eq!(p.resized_size(97, 33), (164, 56));
+        let sliver = RgbImage::new(300, 1);
+        assert!(p.preprocess(&sliver).unwrap_err().message.contains("aspect ratio"));
     }
 
     #[test]
