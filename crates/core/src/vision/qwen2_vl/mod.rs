@@ -86,7 +86,7 @@ impl Qwen2Vl {
         let tower_params = tower_w.parameter_count();
         let plan = WeightPlan::resolve(compute, crate::services::runtime_info::device());
         models::compute::apply(plan, &mut tower_w, config.text.quantization.as_ref())?;
-        let tower = VisionTower::load(config.vision.clone(), &tower_w)?;
+        let tower = VisionTower::load(config.vision.clone(), &tower_w, config.text.quantization.as_ref())?;
         stats.parameter_count += tower_params;
         stats.memory_bytes += models::compute::weight_bytes(&tower_w);
         drop(tower_w);

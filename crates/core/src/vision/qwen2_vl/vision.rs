@@ -17,6 +17,7 @@ use mlx_rs::{ops, Array};
 
 use super::config::{TowerKind, VisionConfig};
 use crate::error::{EngineError, EngineResult};
+use crate::models::config::QuantizationConfig;
 use crate::models::linear::Linear;
 use crate::models::weights::WeightMap;
 
@@ -120,8 +121,9 @@ fn gelu(x: &Array) -> MlxResult<Array> {
 
 impl VisionTower {
     /// `w` holds the tower's tensors without the `vision_tower.` prefix.
-    pub fn load(cfg: VisionConfig, w: &WeightMap) -> EngineResult<Self> {
-        let lin = |name: &str| Linear::load(w, name, None, false);
+    /// `quant`: the checkpoint's settings, for tower layers stored quantized.
+    pub fn load(cfg: VisionConfig, w: &WeightMap, quant: Option<&QuantizationConfig>) -> EngineResult<Self> {
+        let lin = |name: &str| Linear::load(w, name, quant, false);
         let pw = w.require("patch_embed.proj.weight")?;
         let (e, c, t, p) = (cfg.embed_dim, cfg.in_chans, cfg.temporal_patch_size, cfg.patch_size);
         let shape = pw.shape().to_vec();
