@@ -409,7 +409,7 @@ export interface CacheStoreResult {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Vision (§7.12, EXT — not supported natively yet; members reject with a clear error)
+// Vision (§7.12, EXT — Qwen2-VL, Qwen2.5-VL and LLaVA model folders)
 // ---------------------------------------------------------------------------------------------
 
 export type VisionModelFamily = 'llava' | 'qwen-vl' | 'qwen2-vl' | 'qwen2.5-vl' | 'phi3-vision' | 'idefics' | string;
@@ -462,10 +462,26 @@ export interface VisionGeneratorParams {
 }
 
 export type VisionGeneratorChunk =
-  | { type: 'token'; token: string; logprob?: number }
+  | {
+    type: 'token';
+    token: string;
+    logprob?: number;
+    /** Always set by this engine (as on text chunks); not in the original type. */
+    tokenId?: number;
+    /** Always set by this engine: true on the stream's last token. */
+    isFinal?: boolean;
+  }
   | {
     type: 'metadata';
-    stats: { tokensGenerated: number; tokensPerSecond: number; timeToFirstToken: number; totalTime: number };
+    stats: {
+      tokensGenerated: number;
+      tokensPerSecond: number;
+      timeToFirstToken: number;
+      totalTime: number;
+      /** Always set by this engine; not in the original type. */
+      modelId?: string;
+      finishReason?: GenerationStats['finishReason'];
+    };
   };
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 // §7.12 vision: loadVisionModel / createVisionGenerator against the real addon with the tiny
-// random-weight Qwen2-VL fixture (scripts/vision/make_vision_fixtures.py; npm test builds it):
+// random-weight Qwen2-VL, Qwen2.5-VL and LLaVA fixtures (scripts/vision/make_vision_fixtures.py; npm
+// test builds them and mlx-vlm's references): greedy ids equal mlx-vlm's through the engine,
 // image source forms, streaming + one metadata chunk, thrown failures with the spec's codes,
 // cancellation, text-only generation on the vision model, and a text model side by side.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -7,9 +8,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Engine, EngineClientError } from 'mlx-serving';
-import { fixture, FIXTURES, tempDir, collect, rejectionOf, firstNextRejection } from './support/env.mjs';
+import { fixture, CACHE, FIXTURES, tempDir, collect, rejectionOf, firstNextRejection } from './support/env.mjs';
 
 const VLM = fixture('vision/qwen2-vl');
+const VLM25 = fixture('vision/qwen2_5-vl');
+const LLAVA = fixture('vision/llava');
 const LLAMA = fixture('llama');
 const IMAGES = path.join(FIXTURES, 'vision', 'images');
 const SCENE = path.join(IMAGES, 'scene.png');
@@ -59,6 +62,23 @@ describe('loadVisionModel', () => {
     expect(err.code).toBe('ModelLoadError');
     expect(events).toHaveLength(1);
   });
+});
+
+describe('greedy parity with mlx-vlm through the engine', () => {
+  const families = [['qwen2-vl', VLM, 'qwen2_vl'], ['qwen2_5-vl', VLM25, 'qwen2_5_vl'], ['llava', LLAVA, 'llava']];
+  for (const [name, model, modelType] of families) {
+    it(`${name}: 32 greedy ids per reference case equal mlx-vlm's`, async () => {
+      const ref = JSON.parse(readFileSync(path.join(CACHE, 'parity', 'vision', `${name}.json`), 'utf8'));
+      const handle = await engine.loadVisionModel({ model });
+      expect(handle.descriptor.imageEncoder).toBe(modelType);
+      expect(handle.metadata.modelType).toBe(modelType);
+      expect(ref.cases.length).toBeGreaterThan(0);
+      for (const c of ref.cases) {
+        const got = await ids({ model, prompt: c.prompt, image: { source: path.join(IMAGES, c.image) }, maxTokens: c.greedy_ids.length });
+        expect(got, `${name}/${c.name}`).toEqual(c.greedy_ids);
+      }
+    });
+  }
 });
 
 describe('createVisionGenerator', () => {

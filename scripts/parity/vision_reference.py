@@ -3,7 +3,7 @@
 
 For the fixture model folder given, writes <repo>/.cache/parity/vision/<name>.safetensors + .json:
   * per test image (.cache/fixtures/vision/images/*): mlx-vlm's preprocessed `pixel_values`
-    (float32 [patches, C*T*P*P]) and `image_grid_thw`, exactly as `mlx_vlm.prepare_inputs`
+    (Qwen-VL: float32 [patches, C*T*P*P] and `image_grid_thw`; LLaVA: [1, 3, H, W]), exactly as `mlx_vlm.prepare_inputs`
     produces them from the file (PIL decode, EXIF transpose, RGB, the processor's smart resize
     and normalization);
   * per generation case: the prompt rendered by `mlx_vlm.prompt_utils.apply_chat_template`, the
@@ -23,7 +23,7 @@ from safetensors.numpy import save_file
 from mlx_vlm import load
 from mlx_vlm.generate.ar import generate_step
 from mlx_vlm.prompt_utils import apply_chat_template
-from mlx_vlm.utils import prepare_inputs
+from mlx_vlm.utils import load_image, prepare_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / ".cache" / "fixtures" / "vision" / "images"
@@ -36,8 +36,23 @@ CASES = [
 STEPS = 32
 
 
+def llava_inputs(processor, image, text):
+    """What mlx-vlm's LlavaProcessor.__call__ computes, minus the tokenizer kwargs that
+    `prepare_inputs` also forwards to the image processor (transformers 5 rejects them there,
+    so mlx-vlm 0.7.6's llava path fails before the model runs): the image loaded by mlx-vlm,
+    the processor's own image processor, and its image-token expansion."""
+    pv = np.array(processor.image_processor([load_image(str(IMAGES / image))])["pixel_values"], dtype=np.float32)
+    n = (pv.shape[2] // processor.patch_size) * (pv.shape[3] // processor.patch_size) + processor.num_additional_image_tokens
+    if processor.vision_feature_select_strategy == "default":
+        n -= 1
+    ids = processor.tokenizer(text.replace(processor.image_token, processor.image_token * n), add_special_tokens=False)["input_ids"]
+    return {"input_ids": mx.array([ids]), "pixel_values": mx.array(pv)}
+
+
 def model_inputs(processor, config, image, prompt):
     text = apply_chat_template(processor, config, prompt, num_images=1)
+    if config.model_type == "llava":
+        return text, llava_inputs(processor, image, text)
     inputs = prepare_inputs(processor, images=[str(IMAGES / image)], prompts=text)
     return text, inputs
 
@@ -73,9 +88,10 @@ def run(name, model_dir):
     for f in IMAGE_FILES:
         _, inputs = model_inputs(processor, config, f, "x")
         pv = np.array(inputs["pixel_values"].astype(mx.float32))
-        thw = np.array(inputs["image_grid_thw"]).astype(np.int64).reshape(-1).tolist()
         tensors[f"pixels.{f}"] = pv
-        meta["images"][f] = {"grid_thw": thw, "shape": list(pv.shape)}
+        meta["images"][f] = {"shape": list(pv.shape)}
+        if "image_grid_thw" in inputs:  # Qwen-VL families; LLaVA's pixels are one fixed-size crop
+            meta["images"][f]["grid_thw"] = np.array(inputs["image_grid_thw"]).astype(np.int64).reshape(-1).tolist()
     for case in CASES:
         text, inputs = model_inputs(processor, config, case["image"], case["prompt"])
         ids, gaps = greedy(model, inputs)

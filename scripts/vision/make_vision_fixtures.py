@@ -9,11 +9,15 @@ Writes under <repo>/.cache/fixtures/vision/:
               template (default system turn; image parts rendered as
               <|vision_start|><|image_pad|><|vision_end|>) and a preprocessor_config.json with small
               min/max pixel bounds so test images give a handful of image tokens.
+  qwen2_5-vl/ the same with a Qwen2.5-VL tower (model_type qwen2_5_vl; fixture_qwen2_5_vl.py).
+  llava/      a tiny LLaVA (CLIP tower + projector + llama; fixture_llava.py).
+  resize/     Pillow bicubic resize cases over random size pairs (fixture_resize.py).
   images/     deterministic test pictures: scene.png (100x70 RGB), scene.jpg, scene.webp
               (lossless), big.png (640x480, exercises the max_pixels downscale), tiny.png (20x30,
               exercises the min_pixels upscale), gray.png (L mode), rgba.png (RGBA).
 
-Idempotent: vision/.stamp holds VERSION; everything is rebuilt when it changes or --force.
+Idempotent: vision/.stamp holds VERSION (qwen2-vl + images), <part>/.stamp the version of each
+later part; a part is rebuilt when its stamp differs or with --force.
 Usage: .venv-vlm/bin/python scripts/vision/make_vision_fixtures.py --tokenizer-dir DIR [--force]
 """
 import argparse
@@ -25,6 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from safetensors.numpy import save_file
+
+import fixture_llava
+import fixture_qwen2_5_vl
+import fixture_resize
 
 VERSION = "vision-fixtures-v1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,18 +161,51 @@ def preprocessor_config():
     }
 
 
+GENERATION_CONFIG = {"bos_token_id": ENDOFTEXT, "eos_token_id": [IM_END, ENDOFTEXT], "pad_token_id": ENDOFTEXT}
+
+
+def write_tokenizer(out, tokdir):
+    shutil.copyfile(tokdir / "tokenizer.json", out / "tokenizer.json")
+    tc = json.loads((tokdir / "tokenizer_config.json").read_text())
+    tc["chat_template"] = CHAT_TEMPLATE
+    (out / "tokenizer_config.json").write_text(json.dumps(tc, indent=2, ensure_ascii=False))
+    (out / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG))
+
+
 def write_qwen2_vl(out, tokdir):
     out.mkdir(parents=True, exist_ok=True)
     cfg = qwen2_vl_config()
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     save_file(qwen2_vl_weights(cfg, seed=9009), str(out / "model.safetensors"), metadata={"format": "mlx"})
-    shutil.copyfile(tokdir / "tokenizer.json", out / "tokenizer.json")
-    tc = json.loads((tokdir / "tokenizer_config.json").read_text())
-    tc["chat_template"] = CHAT_TEMPLATE
-    (out / "tokenizer_config.json").write_text(json.dumps(tc, indent=2, ensure_ascii=False))
+    write_tokenizer(out, tokdir)
     (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(), indent=2))
-    (out / "generation_config.json").write_text(json.dumps(
-        {"bos_token_id": ENDOFTEXT, "eos_token_id": [IM_END, ENDOFTEXT], "pad_token_id": ENDOFTEXT}))
+
+
+def write_qwen2_5_vl(out, tokdir):
+    base = qwen2_vl_config()
+    fixture_qwen2_5_vl.write(out, base, qwen2_vl_weights(base, seed=9009), preprocessor_config(),
+                             lambda d: write_tokenizer(d, tokdir))
+
+
+# Later parts: (folder, stamp version, file that marks it complete, writer(folder, tokdir)).
+PARTS = [
+    ("qwen2_5-vl", "qwen2_5-vl-v1", "model.safetensors", write_qwen2_5_vl),
+    ("resize", "resize-v1", "cases.json", lambda out, _tokdir: fixture_resize.write(out)),
+    ("llava", "llava-v1", "model.safetensors", lambda out, tokdir: fixture_llava.write(out, tokdir, GENERATION_CONFIG)),
+]
+
+
+def ensure_part(name, version, marker, writer, tokdir, force):
+    out = OUT / name
+    stamp = out / ".stamp"
+    if not force and stamp.exists() and stamp.read_text() == version and (out / marker).exists():
+        log(f"vision fixture {name} up to date")
+        return
+    if stamp.exists():
+        stamp.unlink()
+    writer(out, tokdir)
+    stamp.write_text(version)
+    log(f"vision fixture {name} written (.cache/fixtures/vision/{name})")
 
 
 def scene(w, h, seed):
@@ -203,17 +244,19 @@ def main():
     ap.add_argument("--tokenizer-dir", required=True, help="folder with the Qwen tokenizer.json + tokenizer_config.json")
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args()
+    tokdir = Path(args.tokenizer_dir)
     if not args.force and STAMP.exists() and STAMP.read_text() == VERSION \
             and (OUT / "qwen2-vl" / "model.safetensors").exists() and (OUT / "images" / "rgba.png").exists():
         log("vision fixtures up to date (.cache/fixtures/vision)")
-        return
-    tokdir = Path(args.tokenizer_dir)
-    if STAMP.exists():
-        STAMP.unlink()
-    write_qwen2_vl(OUT / "qwen2-vl", tokdir)
-    write_images(OUT / "images")
-    STAMP.write_text(VERSION)
-    log("vision fixtures written (.cache/fixtures/vision)")
+    else:
+        if STAMP.exists():
+            STAMP.unlink()
+        write_qwen2_vl(OUT / "qwen2-vl", tokdir)
+        write_images(OUT / "images")
+        STAMP.write_text(VERSION)
+        log("vision fixtures written (.cache/fixtures/vision)")
+    for name, version, marker, writer in PARTS:
+        ensure_part(name, version, marker, writer, tokdir, args.force)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-//! Vision parity with mlx-vlm 0.7.6 (same MLX 0.32.2) on the seeded tiny Qwen2-VL fixture of
-//! `scripts/vision/make_vision_fixtures.py`; references by `scripts/parity/vision_reference.py`
-//! (`scripts/parity/run_all.sh` prepares both):
+//! Vision parity with mlx-vlm 0.7.6 (same MLX 0.32.2) on the seeded tiny Qwen2-VL,
+//! Qwen2.5-VL (window attention) and LLaVA (CLIP + projector + llama) fixtures of
+//! `scripts/vision/make_vision_fixtures.py`;
+//! references by `scripts/parity/vision_reference.py` (`scripts/parity/run_all.sh` prepares
+//! both):
 //! * the preprocessed pixel tensor and grid of every test image equal mlx-vlm's (lossless
 //!   formats bit for bit up to f32 rounding; JPEG within a small tolerance, the two JPEG
 //!   decoders' IDCT/upsampling may differ by a level here and there);
 //! * the rendered prompt and expanded input ids are identical;
 //! * the first-step logits agree (max|Δ| / max|ref| ≤ 1e-3) and 32 greedy ids are identical
-//!   (a divergence is only excused where the reference's top-2 gap is below 1e-4).
+//!   (a divergence is only excused where the reference's top-2 gap is below 1e-4);
+//! * our bicubic resize equals Pillow's `Image.resize(…, BICUBIC)` byte for byte on 400 random
+//!   size pairs (shrink, enlarge, mixed; the fixture's `resize/` cases).
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +19,8 @@ use mlx_rs::{ops, Array};
 use mlx_serving_core::models::ComputeDtype;
 use mlx_serving_core::text::TextTokenizer;
 use mlx_serving_core::vision::image_input::{load_rgb, ImageLimits, ImageSource};
-use mlx_serving_core::vision::preprocess::preprocess;
 use mlx_serving_core::vision::prompt::{expand_and_encode, render_prompt};
-use mlx_serving_core::vision::qwen2_vl::Qwen2Vl;
+use mlx_serving_core::vision::VisionModel;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -28,8 +31,8 @@ struct Reference {
     tensors: std::collections::HashMap<String, Array>,
 }
 
-fn reference() -> Reference {
-    let base = root().join(".cache/parity/vision/qwen2-vl");
+fn reference(model: &str) -> Reference {
+    let base = root().join(".cache/parity/vision").join(model);
     let json = base.with_extension("json");
     assert!(json.is_file(), "vision reference missing: run scripts/parity/run_all.sh (npm test does)");
     let meta = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -37,33 +40,38 @@ fn reference() -> Reference {
     Reference { meta, tensors }
 }
 
-fn fixture() -> PathBuf {
-    root().join(".cache/fixtures/vision/qwen2-vl")
+fn fixture(model: &str) -> PathBuf {
+    root().join(".cache/fixtures/vision").join(model)
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-#[test]
-fn preprocessed_pixels_match_mlx_vlm() {
-    let r = reference();
-    let cfg = mlx_serving_core::vision::ProcessorConfig::from_dir(&fixture()).unwrap();
+fn pixels_match(model: &str) {
+    let r = reference(model);
+    let processor = VisionModel::load(&fixture(model), ComputeDtype::Auto).unwrap().0.processor();
     let images = r.meta["images"].as_object().unwrap();
     assert_eq!(images.len(), 7);
     let mut failures = vec![];
     for (file, info) in images {
         let path = root().join(".cache/fixtures/vision/images").join(file);
         let img = load_rgb(&ImageSource::Path(path), &ImageLimits::default()).unwrap();
-        let p = preprocess(&img, &cfg).unwrap();
-        let want_grid: Vec<usize> = info["grid_thw"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-        assert_eq!(p.grid_thw.to_vec(), want_grid, "{file}: grid");
+        let p = processor.preprocess(&img).unwrap();
         let want = &r.tensors[&format!("pixels.{file}")];
-        assert_eq!(want.shape(), &[p.rows as i32, p.cols as i32], "{file}: shape");
+        if let Some(grid) = info.get("grid_thw") {
+            // Qwen-VL: patch rows [patches, C·T·P·P]
+            let want_grid: Vec<usize> = grid.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+            assert_eq!(p.grid_thw.to_vec(), want_grid, "{file}: grid");
+            assert_eq!(want.shape(), &[p.rows as i32, p.cols as i32], "{file}: shape");
+        } else {
+            // LLaVA: one [1, 3, H, W] crop, ours [3, H·W]
+            assert_eq!(want.size(), p.rows * p.cols, "{file}: size");
+        }
         let want = want.as_slice::<f32>();
         let diff = max_abs_diff(&p.data, want);
         let mean = p.data.iter().zip(want).map(|(x, y)| (x - y).abs()).sum::<f32>() / want.len() as f32;
-        eprintln!("{file}: max |Δpixel| {diff:.3e}, mean {mean:.3e}");
+        eprintln!("{model} {file}: max |Δpixel| {diff:.3e}, mean {mean:.3e}");
         let ok = if file.ends_with(".jpg") {
             // Different JPEG decoders (zune-jpeg here, libjpeg-turbo under Pillow) differ in
             // IDCT/chroma-upsampling rounding: one 8-bit level is ~0.015 after normalization;
@@ -77,17 +85,28 @@ fn preprocessed_pixels_match_mlx_vlm() {
             failures.push(format!("{file}: max {diff}, mean {mean}"));
         }
     }
-    assert!(failures.is_empty(), "{failures:?}");
+    assert!(failures.is_empty(), "{model}: {failures:?}");
 }
 
-fn greedy_ids_for_case(model: &Qwen2Vl, lm: &mlx_serving_core::models::CausalModel, tok: &TextTokenizer, case: &serde_json::Value, r: &Reference) {
+#[test]
+fn preprocessed_pixels_match_mlx_vlm() {
+    pixels_match("qwen2-vl");
+}
+
+#[test]
+fn qwen2_5_vl_preprocessed_pixels_match_mlx_vlm() {
+    pixels_match("qwen2_5-vl");
+}
+
+fn greedy_ids_for_case(model: &VisionModel, lm: &mlx_serving_core::models::CausalModel, tok: &TextTokenizer, case: &serde_json::Value, r: &Reference) {
     let name = case["name"].as_str().unwrap();
     let img_path = root().join(".cache/fixtures/vision/images").join(case["image"].as_str().unwrap());
     let img = load_rgb(&ImageSource::Path(img_path), &ImageLimits::default()).unwrap();
-    let pixels = preprocess(&img, &model.processor).unwrap();
-    let text = render_prompt(tok, tok.chat_template(), case["prompt"].as_str().unwrap(), "<|image_pad|>", 1, false).unwrap();
+    let pixels = model.processor().preprocess(&img).unwrap();
+    let image_token = tok.id_to_token(model.image_token_id()).unwrap();
+    let text = render_prompt(tok, tok.chat_template(), case["prompt"].as_str().unwrap(), &image_token, 1, model.images_first()).unwrap();
     assert_eq!(text, case["rendered_prompt"].as_str().unwrap(), "{name}: rendered prompt");
-    let ids = expand_and_encode(tok, &text, "<|image_pad|>", &[pixels.num_tokens(2)]).unwrap();
+    let ids = expand_and_encode(tok, &text, &image_token, &[model.num_image_tokens(&pixels)]).unwrap();
     let want_ids: Vec<u32> = case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     assert_eq!(ids, want_ids, "{name}: input ids");
 
@@ -116,15 +135,65 @@ fn greedy_ids_for_case(model: &Qwen2Vl, lm: &mlx_serving_core::models::CausalMod
     assert_eq!(got_gen, want_gen, "{name}: greedy ids");
 }
 
-#[test]
-fn greedy_ids_match_mlx_vlm() {
-    let r = reference();
-    let (model, lm, stats) = Qwen2Vl::load(&fixture(), ComputeDtype::Auto).unwrap();
+fn greedy_match(model_name: &str) {
+    let r = reference(model_name);
+    let (model, lm, stats) = VisionModel::load(&fixture(model_name), ComputeDtype::Auto).unwrap();
     assert!(stats.parameter_count > 0);
-    let tok = TextTokenizer::from_dir(&fixture()).unwrap();
+    assert_eq!(model.model_type(), r.meta["model"].as_str().unwrap().replace('-', "_"));
+    let tok = TextTokenizer::from_dir(&fixture(model_name)).unwrap();
     let cases = r.meta["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 2);
     for case in cases {
         greedy_ids_for_case(&model, &lm, &tok, case, &r);
     }
+}
+
+#[test]
+fn greedy_ids_match_mlx_vlm() {
+    greedy_match("qwen2-vl");
+}
+
+/// Qwen2.5-VL: RMSNorm + SwiGLU tower with window attention (the fixture's images span several
+/// 2 × 2-token windows, some cut at the edge; block 1 attends over the whole image).
+#[test]
+fn qwen2_5_vl_greedy_ids_match_mlx_vlm() {
+    greedy_match("qwen2_5-vl");
+}
+
+#[test]
+fn llava_preprocessed_pixels_match_mlx_vlm() {
+    pixels_match("llava");
+}
+
+/// LLaVA: CLIP tower up to its second-to-last layer, class token dropped, GELU projector,
+/// features spliced into a llama prompt with plain positions.
+#[test]
+fn llava_greedy_ids_match_mlx_vlm() {
+    greedy_match("llava");
+}
+
+#[test]
+fn bicubic_resize_matches_pillow_on_random_sizes() {
+    let dir = root().join(".cache/fixtures/vision/resize");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("resize cases missing: run scripts/parity/run_all.sh")).unwrap();
+    let tensors = Array::load_safetensors(dir.join("cases.safetensors")).unwrap();
+    let cases = meta.as_array().unwrap();
+    assert_eq!(cases.len(), 400);
+    let mut failures = vec![];
+    for (n, case) in cases.iter().enumerate() {
+        let size = |k: &str| -> (u32, u32) {
+            let a = case[k].as_array().unwrap();
+            (a[0].as_u64().unwrap() as u32, a[1].as_u64().unwrap() as u32)
+        };
+        let ((w0, h0), (w1, h1)) = (size("in"), size("out"));
+        let src = tensors[&format!("in.{n}")].as_slice::<u8>().to_vec();
+        let img = image::RgbImage::from_raw(w0, h0, src).unwrap();
+        let got = mlx_serving_core::vision::resize::resize_bicubic(&img, w1, h1);
+        let want = tensors[&format!("out.{n}")].as_slice::<u8>();
+        let bad = got.as_raw().iter().zip(want).filter(|(a, b)| a != b).count();
+        if bad > 0 || want.len() != got.as_raw().len() {
+            failures.push(format!("{w0}x{h0} -> {w1}x{h1}: {bad} bytes differ"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ from Pillow: {failures:?}", failures.len(), cases.len());
 }

@@ -10,7 +10,7 @@ use crate::error::EngineResult;
 use crate::generation::Chunk;
 use crate::hub::ResolvedModel;
 use crate::params::{GeneratorParams, LoadModelOptions, TokenizeRequest};
-use crate::vision::{PixelPatches, ProcessorConfig};
+use crate::vision::{ImageProcessor, PixelPatches};
 
 #[derive(Debug)]
 pub struct LoadReply {
@@ -50,7 +50,7 @@ pub enum Command {
     Start { start: Box<StartStream>, reply: oneshot::Sender<EngineResult<()>> },
     LoadVision { opts: LoadModelOptions, reply: oneshot::Sender<EngineResult<LoadReply>> },
     /// The image processor of a loaded vision model (ModelNotLoaded otherwise).
-    VisionProcessor { model: String, reply: oneshot::Sender<EngineResult<ProcessorConfig>> },
+    VisionProcessor { model: String, reply: oneshot::Sender<EngineResult<ImageProcessor>> },
     Shutdown { reply: oneshot::Sender<()> },
     CheckDraft(CheckDraft),
     TokenizeBatch(TokenizeBatch),

@@ -14,7 +14,7 @@ use super::{ActiveSlot, Engine, StreamControl, StreamHandle};
 use crate::error::{EngineError, EngineResult};
 use crate::params::{normalize_generator_params, normalize_load_options, normalize_stream_options, StreamOptions};
 use crate::vision::image_input::{load_rgb, ImageLimits, ImageSource};
-use crate::vision::preprocess::{preprocess, PixelPatches, ProcessorConfig};
+use crate::vision::{ImageProcessor, PixelPatches};
 use crate::vision::request::{load_options_of, parse_vision_request};
 
 impl Engine {
@@ -29,7 +29,7 @@ impl Engine {
         let params = normalize_generator_params(&req.generator_params)?;
         let StreamOptions { stream_id, timeout_ms } = normalize_stream_options(options)?;
         let model = req.model.clone();
-        let processor: ProcessorConfig = self.request(|reply| Command::VisionProcessor { model, reply }).await?;
+        let processor: ImageProcessor = self.request(|reply| Command::VisionProcessor { model, reply }).await?;
         let sources = req.images.clone();
         let images = tokio::task::spawn_blocking(move || prepare_images(&sources, &processor))
             .await
@@ -47,13 +47,13 @@ impl Engine {
 }
 
 /// Reads, decodes and preprocesses every image (plain CPU and I/O work).
-pub fn prepare_images(sources: &[String], processor: &ProcessorConfig) -> EngineResult<Vec<PixelPatches>> {
+pub fn prepare_images(sources: &[String], processor: &ImageProcessor) -> EngineResult<Vec<PixelPatches>> {
     let limits = ImageLimits::default();
     sources
         .iter()
         .map(|s| {
             let img = load_rgb(&ImageSource::parse(s)?, &limits)?;
-            preprocess(&img, processor)
+            processor.preprocess(&img)
         })
         .collect()
 }

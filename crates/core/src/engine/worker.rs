@@ -103,7 +103,7 @@ impl Worker {
                 let _ = reply.send(r);
             }
             Command::VisionProcessor { model, reply } => {
-                let r = guarded(|| self.vision_model(&model).map(|v| v.processor.clone()), ErrorCode::GenerationError);
+                let r = guarded(|| self.vision_model(&model).map(|v| v.processor()), ErrorCode::GenerationError);
                 let _ = reply.send(r);
             }
             Command::CheckDraft(c) => {
@@ -212,7 +212,7 @@ impl Worker {
 
 impl Worker {
     /// A loaded vision model (ModelNotLoaded when unknown or text-only: spec §7.12).
-    fn vision_model(&mut self, id: &str) -> EngineResult<Rc<crate::vision::qwen2_vl::Qwen2Vl>> {
+    fn vision_model(&mut self, id: &str) -> EngineResult<Rc<crate::vision::VisionModel>> {
         let m = self.registry.get(id).ok_or_else(|| EngineError::model_not_loaded(format!("Model not loaded: {id}")))?;
         m.vision.clone().ok_or_else(|| EngineError::model_not_loaded(format!("Model {id} is not a vision model; load it with loadVisionModel")))
     }

@@ -12,11 +12,11 @@ use std::rc::Rc;
 
 use super::{GenerationStream, Step};
 use crate::error::EngineResult;
-use crate::vision::qwen2_vl::Qwen2Vl;
+use crate::vision::VisionModel;
 use crate::vision::PixelPatches;
 
 pub struct VisionState {
-    model: Rc<Qwen2Vl>,
+    model: Rc<VisionModel>,
     images: Vec<PixelPatches>,
     /// Decode position offset, known after the prefill.
     delta: Option<i64>,
@@ -24,7 +24,7 @@ pub struct VisionState {
 
 impl GenerationStream {
     /// Makes this a vision stream over `images` (the prompt already holds their expanded tokens).
-    pub fn enable_vision(&mut self, model: Rc<Qwen2Vl>, images: Vec<PixelPatches>) {
+    pub fn enable_vision(&mut self, model: Rc<VisionModel>, images: Vec<PixelPatches>) {
         self.vision = Some(VisionState { model, images, delta: None });
     }
 

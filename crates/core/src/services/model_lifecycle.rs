@@ -19,7 +19,7 @@ use crate::services::draft_compat::DraftPairs;
 use crate::models::gguf::{is_gguf_path, load_gguf_model, GgufModelFile};
 use crate::text::gguf_tokenizer::tokenizer_from_gguf;
 use crate::text::TextTokenizer;
-use crate::vision::qwen2_vl::{is_vision_model_dir, Qwen2Vl};
+use crate::vision::model::{is_vision_model_dir, VisionModel, MODEL_TYPES as VISION_MODEL_TYPES};
 
 /// Spec §8.9: at most this many models; loading one more evicts the least recently used.
 pub const MAX_LOADED_MODELS: usize = 5;
@@ -35,7 +35,7 @@ pub struct LoadedModel {
     /// Structured-output tokenizer state, built on the first structured request.
     pub guidance: GuidanceCache,
     /// The vision part of a vision-language model (its language model is `model`).
-    pub vision: Option<Rc<Qwen2Vl>>,
+    pub vision: Option<Rc<VisionModel>>,
 }
 
 /// One published entry of the snapshot.
@@ -133,7 +133,7 @@ impl ModelRegistry {
             return Err(EngineError::model_load(format!(
                 "'{}' is not a supported vision-language model (supported model_type: {})",
                 opts.id,
-                crate::vision::qwen2_vl::config::MODEL_TYPES.join(", ")
+                VISION_MODEL_TYPES.join(", ")
             )));
         }
         let (model, stats, tokenizer, vision) = if dir.is_file() {
@@ -142,7 +142,7 @@ impl ModelRegistry {
             let (model, stats) = load_gguf_model(&g)?;
             (model, stats, tokenizer, None)
         } else if is_vision {
-            let (vision, model, stats) = Qwen2Vl::load(&dir, opts.compute_dtype)?;
+            let (vision, model, stats) = VisionModel::load(&dir, opts.compute_dtype)?;
             (model, stats, TextTokenizer::from_dir(&dir)?, Some(Rc::new(vision)))
         } else {
             let (model, stats) = load_language_model_with(&dir, opts.compute_dtype)?;

@@ -106,17 +106,22 @@ fn vertical(data: &[u8], w: usize, h0: usize, h1: usize) -> Vec<u8> {
     out
 }
 
-/// Resizes `img` to `width` × `height` with Pillow's bicubic arithmetic. Each pass rounds to
-/// 8 bits, so the pass order matters: Pillow 13 (the reference's) does not always run the
-/// horizontal pass first. Vertical first when `w0 · h1 < w1 · h0` reproduces it bit for bit
-/// on every test image and on ~80% of random size pairs (measured); on the others a pixel
-/// may differ by a few levels (the parity test's lossless images are all exact).
+/// Pillow's pass order (`ImagingResampleInner` in libImaging/Resample.c, Pillow 13): the
+/// vertical pass runs first only when the height shrinks by more than twice as many pixels as
+/// the width does; otherwise horizontal first. Each pass rounds to 8 bits, so the order changes
+/// the result.
+fn vertical_first(w0: usize, h0: usize, w1: usize, h1: usize) -> bool {
+    let (dh, dw) = (h0 as i64 - h1 as i64, w0 as i64 - w1 as i64);
+    dh > 0 && dh > dw * 2
+}
+
+/// Resizes `img` to `width` × `height` with Pillow's bicubic arithmetic and pass order, bit
+/// for bit.
 pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let (w0, h0) = (img.width() as usize, img.height() as usize);
     let (w1, h1) = (width as usize, height as usize);
     let mut data = img.as_raw().clone();
-    let vertical_first = w0 * h1 < w1 * h0;
-    if vertical_first {
+    if vertical_first(w0, h0, w1, h1) {
         if h1 != h0 {
             data = vertical(&data, w0, h0, h1);
         }
@@ -151,6 +156,17 @@ mod tests {
             let out = resize_bicubic(&img, w, h);
             assert!(out.pixels().all(|p| p.0 == [200, 17, 90]), "{w}x{h}");
         }
+    }
+
+    #[test]
+    fn pass_order_follows_pillow() {
+        // height shrinks by more than twice the width's shrink: vertical first
+        assert!(vertical_first(100, 70, 112, 56));
+        assert!(vertical_first(50, 100, 40, 60));
+        // ... but not when it shrinks by exactly twice, nor when the height grows
+        assert!(!vertical_first(50, 100, 40, 80));
+        assert!(!vertical_first(20, 30, 56, 84));
+        assert!(!vertical_first(640, 480, 140, 112));
     }
 
     #[test]

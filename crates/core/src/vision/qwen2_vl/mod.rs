@@ -86,7 +86,7 @@ impl Qwen2Vl {
         let tower_params = tower_w.parameter_count();
         let plan = WeightPlan::resolve(compute, crate::services::runtime_info::device());
         models::compute::apply(plan, &mut tower_w, config.text.quantization.as_ref())?;
-        let tower = VisionTower::load(config.vision.clone(), &tower_w)?;
+        let tower = VisionTower::load(config.vision.clone(), &tower_w, config.text.quantization.as_ref())?;
         stats.parameter_count += tower_params;
         stats.memory_bytes += models::compute::weight_bytes(&tower_w);
         drop(tower_w);
@@ -168,11 +168,6 @@ fn read_config(dir: &Path) -> EngineResult<serde_json::Value> {
     let text = std::fs::read_to_string(dir.join("config.json"))
         .map_err(|e| EngineError::model_load(format!("cannot read config.json in {}: {e}", dir.display())))?;
     serde_json::from_str(&text).map_err(|e| EngineError::model_load(format!("config.json is not valid JSON: {e}")))
-}
-
-/// Whether `dir` holds a vision-language model this build runs.
-pub fn is_vision_model_dir(dir: &Path) -> bool {
-    read_config(dir).map(|v| Qwen2VlConfig::is_vision_config(&v)).unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -1,16 +1,23 @@
-//! The Qwen2-VL vision tower: a patch embedding (a Conv3d whose stride equals its kernel, so a
-//! matrix product over each flattened C×T×P×P patch), pre-norm ViT blocks with full attention
-//! within each image and 2-D rotary embeddings (half the rotary frequencies follow the patch
-//! row, half the column), then the patch merger: LayerNorm, concatenation of each 2×2 block
-//! of neighbouring patches (consecutive rows, by the preprocessor's ordering) and a GELU MLP
-//! into the language model's width.
+//! The Qwen2-VL / Qwen2.5-VL vision tower: a patch embedding (a Conv3d whose stride equals its
+//! kernel, so a matrix product over each flattened C×T×P×P patch), pre-norm ViT blocks with
+//! 2-D rotary embeddings (half the rotary frequencies follow the patch row, half the column),
+//! then the patch merger: a norm, concatenation of each 2×2 block of neighbouring patches
+//! (consecutive rows, by the preprocessor's ordering) and a GELU MLP into the language model's
+//! width.
+//!
+//! Qwen2-VL: LayerNorm, quick-GELU MLP, full attention within each frame.
+//! Qwen2.5-VL: RMSNorm, SwiGLU MLP, and window attention: the merged-token units are reordered
+//! window by window (windows of `window_units`² units, row-major over the grid, the last ones
+//! cut at the edges), every block except `fullatt_block_indexes` attends only within its
+//! window, and the merger's output is put back in grid order by the inverse permutation.
 
 use mlx_rs::fast;
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array};
 
-use super::config::VisionConfig;
+use super::config::{TowerKind, VisionConfig};
 use crate::error::{EngineError, EngineResult};
+use crate::models::config::QuantizationConfig;
 use crate::models::linear::Linear;
 use crate::models::weights::WeightMap;
 
@@ -32,13 +39,63 @@ impl LayerNorm {
     }
 }
 
+enum Norm {
+    Layer(LayerNorm),
+    Rms(Array),
+}
+
+impl Norm {
+    fn load(kind: TowerKind, w: &WeightMap, p: &str) -> EngineResult<Self> {
+        Ok(match kind {
+            TowerKind::Qwen2Vl => Norm::Layer(LayerNorm::load(w, p)?),
+            TowerKind::Qwen25Vl => Norm::Rms(w.require(&format!("{p}.weight"))?),
+        })
+    }
+    fn forward(&self, x: &Array) -> MlxResult<Array> {
+        match self {
+            Norm::Layer(n) => n.forward(x),
+            Norm::Rms(weight) => fast::rms_norm(x, Some(weight), LN_EPS),
+        }
+    }
+    fn arrays(&self, out: &mut Vec<Array>) {
+        match self {
+            Norm::Layer(n) => out.extend([n.weight.clone(), n.bias.clone()]),
+            Norm::Rms(weight) => out.push(weight.clone()),
+        }
+    }
+}
+
+enum Mlp {
+    QuickGelu { fc1: Linear, fc2: Linear },
+    SwiGlu { gate: Linear, up: Linear, down: Linear },
+}
+
+impl Mlp {
+    fn forward(&self, x: &Array) -> MlxResult<Array> {
+        match self {
+            Mlp::QuickGelu { fc1, fc2 } => fc2.forward(&quick_gelu(&fc1.forward(x)?)?),
+            Mlp::SwiGlu { gate, up, down } => {
+                let g = gate.forward(x)?;
+                down.forward(&ops::multiply(&ops::multiply(&g, &ops::sigmoid(&g)?)?, &up.forward(x)?)?)
+            }
+        }
+    }
+    fn linears(&self) -> Vec<&Linear> {
+        match self {
+            Mlp::QuickGelu { fc1, fc2 } => vec![fc1, fc2],
+            Mlp::SwiGlu { gate, up, down } => vec![gate, up, down],
+        }
+    }
+}
+
 struct Block {
-    norm1: LayerNorm,
-    norm2: LayerNorm,
+    norm1: Norm,
+    norm2: Norm,
     qkv: Linear,
     proj: Linear,
-    fc1: Linear,
-    fc2: Linear,
+    mlp: Mlp,
+    /// Attends over the whole frame (always for Qwen2-VL), else within windows.
+    full_attention: bool,
 }
 
 pub struct VisionTower {
@@ -46,7 +103,7 @@ pub struct VisionTower {
     /// [embed_dim, C·T·P·P] in the pixel rows' (channel, frame, y, x) order.
     patch_weight: Array,
     blocks: Vec<Block>,
-    ln_q: LayerNorm,
+    ln_q: Norm,
     merge_fc1: Linear,
     merge_fc2: Linear,
     /// 1 / 10000^(2i / (head_dim/2)) for i < head_dim/4, twice (row frequencies, then column).
@@ -64,8 +121,9 @@ fn gelu(x: &Array) -> MlxResult<Array> {
 
 impl VisionTower {
     /// `w` holds the tower's tensors without the `vision_tower.` prefix.
-    pub fn load(cfg: VisionConfig, w: &WeightMap) -> EngineResult<Self> {
-        let lin = |name: &str| Linear::load(w, name, None, false);
+    /// `quant`: the checkpoint's settings, for tower layers stored quantized.
+    pub fn load(cfg: VisionConfig, w: &WeightMap, quant: Option<&QuantizationConfig>) -> EngineResult<Self> {
+        let lin = |name: &str| Linear::load(w, name, quant, false);
         let pw = w.require("patch_embed.proj.weight")?;
         let (e, c, t, p) = (cfg.embed_dim, cfg.in_chans, cfg.temporal_patch_size, cfg.patch_size);
         let shape = pw.shape().to_vec();
@@ -82,13 +140,21 @@ impl VisionTower {
         let mut blocks = Vec::with_capacity(cfg.depth);
         for i in 0..cfg.depth {
             let b = format!("blocks.{i}");
+            let mlp = match cfg.kind {
+                TowerKind::Qwen2Vl => Mlp::QuickGelu { fc1: lin(&format!("{b}.mlp.fc1"))?, fc2: lin(&format!("{b}.mlp.fc2"))? },
+                TowerKind::Qwen25Vl => Mlp::SwiGlu {
+                    gate: lin(&format!("{b}.mlp.gate_proj"))?,
+                    up: lin(&format!("{b}.mlp.up_proj"))?,
+                    down: lin(&format!("{b}.mlp.down_proj"))?,
+                },
+            };
             blocks.push(Block {
-                norm1: LayerNorm::load(w, &format!("{b}.norm1"))?,
-                norm2: LayerNorm::load(w, &format!("{b}.norm2"))?,
+                norm1: Norm::load(cfg.kind, w, &format!("{b}.norm1"))?,
+                norm2: Norm::load(cfg.kind, w, &format!("{b}.norm2"))?,
                 qkv: lin(&format!("{b}.attn.qkv"))?,
                 proj: lin(&format!("{b}.attn.proj"))?,
-                fc1: lin(&format!("{b}.mlp.fc1"))?,
-                fc2: lin(&format!("{b}.mlp.fc2"))?,
+                mlp,
+                full_attention: cfg.kind == TowerKind::Qwen2Vl || cfg.fullatt_block_indexes.contains(&i),
             });
         }
         let quarter = (cfg.embed_dim / cfg.num_heads) / 4;
@@ -102,7 +168,7 @@ impl VisionTower {
         Ok(VisionTower {
             patch_weight,
             blocks,
-            ln_q: LayerNorm::load(w, "merger.ln_q")?,
+            ln_q: Norm::load(cfg.kind, w, "merger.ln_q")?,
             merge_fc1: lin("merger.mlp.0")?,
             merge_fc2: lin("merger.mlp.2")?,
             inv_freq: inv,
@@ -112,17 +178,19 @@ impl VisionTower {
 
     /// Every array the tower holds (to materialize them at load).
     pub fn arrays(&self) -> Vec<Array> {
-        let mut out = vec![self.patch_weight.clone(), self.inv_freq.clone(), self.ln_q.weight.clone(), self.ln_q.bias.clone()];
-        let mut lin = |l: &Linear| crate::models::causal::linear_arrays(l, &mut out);
-        lin(&self.merge_fc1);
-        lin(&self.merge_fc2);
+        let mut out = vec![self.patch_weight.clone(), self.inv_freq.clone()];
+        self.ln_q.arrays(&mut out);
+        let mut linears = vec![&self.merge_fc1, &self.merge_fc2];
         for b in &self.blocks {
-            for l in [&b.qkv, &b.proj, &b.fc1, &b.fc2] {
-                lin(l);
-            }
+            linears.extend([&b.qkv, &b.proj]);
+            linears.extend(b.mlp.linears());
+        }
+        for l in linears {
+            crate::models::causal::linear_arrays(l, &mut out);
         }
         for b in &self.blocks {
-            out.extend([b.norm1.weight.clone(), b.norm1.bias.clone(), b.norm2.weight.clone(), b.norm2.bias.clone()]);
+            b.norm1.arrays(&mut out);
+            b.norm2.arrays(&mut out);
         }
         out
     }
@@ -154,24 +222,46 @@ impl VisionTower {
     /// [N / merge², hidden].
     pub fn forward(&self, pixels: &Array, grid_thw: [usize; 3]) -> MlxResult<Array> {
         let [t, h, w] = grid_thw;
+        let m2 = (self.cfg.spatial_merge_size * self.cfg.spatial_merge_size) as usize;
         let mut x = ops::matmul(pixels, &self.patch_weight.transpose()?)?;
         let (cos, sin) = self.rotary(h, w)?;
-        let (cos, sin) = if t > 1 {
+        let (mut cos, mut sin) = if t > 1 {
             (ops::concatenate(&vec![cos; t], 0)?, ops::concatenate(&vec![sin; t], 0)?)
         } else {
             (cos, sin)
         };
+        // attention segments in rows: each frame, and (Qwen2.5-VL) each window
+        let frames = vec![h * w; t];
+        let windows = if self.cfg.kind == TowerKind::Qwen25Vl {
+            let m = self.cfg.spatial_merge_size as usize;
+            let plan = window_plan(t, h / m, w / m, self.cfg.window_units());
+            let rows = unit_rows(&plan.order, m2);
+            x = x.take_axis(&rows, 0)?;
+            cos = cos.take_axis(&rows, 0)?;
+            sin = sin.take_axis(&rows, 0)?;
+            Some((plan.lengths.iter().map(|l| l * m2).collect::<Vec<_>>(), plan.order))
+        } else {
+            None
+        };
         for b in &self.blocks {
-            x = ops::add(&x, &self.attention(b, &b.norm1.forward(&x)?, &cos, &sin)?)?;
-            let hdn = quick_gelu(&b.fc1.forward(&b.norm2.forward(&x)?)?)?;
-            x = ops::add(&x, &b.fc2.forward(&hdn)?)?;
+            let segments = match (&windows, b.full_attention) {
+                (Some((lens, _)), false) => lens,
+                _ => &frames,
+            };
+            x = ops::add(&x, &self.attention(b, &b.norm1.forward(&x)?, &cos, &sin, segments)?)?;
+            x = ops::add(&x, &b.mlp.forward(&b.norm2.forward(&x)?)?)?;
         }
-        let m2 = self.cfg.spatial_merge_size * self.cfg.spatial_merge_size;
-        let merged = self.ln_q.forward(&x)?.reshape(&[-1, self.cfg.embed_dim * m2])?;
-        self.merge_fc2.forward(&gelu(&self.merge_fc1.forward(&merged)?)?)
+        let merged = self.ln_q.forward(&x)?.reshape(&[-1, self.cfg.embed_dim * m2 as i32])?;
+        let out = self.merge_fc2.forward(&gelu(&self.merge_fc1.forward(&merged)?)?)?;
+        match windows {
+            // back from window order to grid order
+            Some((_, order)) => out.take_axis(&Array::from_slice(&inverse(&order), &[order.len() as i32]), 0),
+            None => Ok(out),
+        }
     }
 
-    fn attention(&self, b: &Block, x: &Array, cos: &Array, sin: &Array) -> MlxResult<Array> {
+    /// Self-attention within each run of `segments` consecutive rows (their sum is the row count).
+    fn attention(&self, b: &Block, x: &Array, cos: &Array, sin: &Array, segments: &[usize]) -> MlxResult<Array> {
         let n = x.shape()[0];
         let heads = self.cfg.num_heads;
         let hd = self.cfg.embed_dim / heads;
@@ -186,7 +276,93 @@ impl VisionTower {
         let k = rot(qkv.try_index((.., 1, .., ..))?)?;
         let v = qkv.try_index((.., 2, .., ..))?.reshape(&[1, n, heads, hd])?.transpose_axes(&[0, 2, 1, 3])?;
         let scale = (hd as f32).powf(-0.5);
-        let out = fast::scaled_dot_product_attention(&q, &k, &v, scale, None, None)?;
+        let out = if segments.len() <= 1 {
+            fast::scaled_dot_product_attention(&q, &k, &v, scale, None, None)?
+        } else {
+            let mut parts = Vec::with_capacity(segments.len());
+            let mut start = 0i32;
+            for &len in segments {
+                let r = start..start + len as i32;
+                let (qs, ks, vs) = (q.try_index((.., .., r.clone()))?, k.try_index((.., .., r.clone()))?, v.try_index((.., .., r))?);
+                parts.push(fast::scaled_dot_product_attention(&qs, &ks, &vs, scale, None, None)?);
+                start += len as i32;
+            }
+            ops::concatenate(&parts, 2)?
+        };
         b.proj.forward(&out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[n, heads * hd])?)
+    }
+}
+
+/// Qwen2.5-VL's window order over a (t × gh × gw)-unit grid (units = merged tokens).
+#[derive(Debug, PartialEq)]
+struct WindowPlan {
+    /// Unit indexes (grid order t, y, x) in window order.
+    order: Vec<usize>,
+    /// Units per window, in window order (no empty windows).
+    lengths: Vec<usize>,
+}
+
+/// Windows of `ws` × `ws` units, row-major per frame; units inside a window row-major.
+fn window_plan(t: usize, gh: usize, gw: usize, ws: usize) -> WindowPlan {
+    let (mut order, mut lengths) = (Vec::with_capacity(t * gh * gw), vec![]);
+    for f in 0..t {
+        for wy in (0..gh).step_by(ws) {
+            for wx in (0..gw).step_by(ws) {
+                let before = order.len();
+                for y in wy..(wy + ws).min(gh) {
+                    for x in wx..(wx + ws).min(gw) {
+                        order.push((f * gh + y) * gw + x);
+                    }
+                }
+                lengths.push(order.len() - before);
+            }
+        }
+    }
+    WindowPlan { order, lengths }
+}
+
+/// Row indexes of units `order`, each unit being `m2` consecutive rows.
+fn unit_rows(order: &[usize], m2: usize) -> Array {
+    let rows: Vec<i32> = order.iter().flat_map(|&u| (0..m2).map(move |i| (u * m2 + i) as i32)).collect();
+    Array::from_slice(&rows, &[rows.len() as i32])
+}
+
+fn inverse(order: &[usize]) -> Vec<i32> {
+    let mut inv = vec![0i32; order.len()];
+    for (i, &u) in order.iter().enumerate() {
+        inv[u] = i as i32;
+    }
+    inv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_tile_the_grid_row_major_and_cut_at_edges() {
+        // 3 × 5 units, windows of 2 × 2: a 2 × 3 grid of windows, the last row/column cut short
+        let p = window_plan(1, 3, 5, 2);
+        assert_eq!(p.lengths, vec![4, 4, 2, 2, 2, 1]);
+        assert_eq!(&p.order[..6], &[0, 1, 5, 6, 2, 3]);
+        assert_eq!(&p.order[10..], &[10, 11, 12, 13, 14]);
+        let mut sorted = p.order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..15).collect::<Vec<_>>());
+        // a grid that fits one window keeps grid order
+        assert_eq!(window_plan(1, 2, 2, 4), WindowPlan { order: vec![0, 1, 2, 3], lengths: vec![4] });
+        // frames never share a window
+        assert_eq!(window_plan(2, 1, 1, 4).lengths, vec![1, 1]);
+    }
+
+    #[test]
+    fn inverse_undoes_the_order() {
+        let p = window_plan(1, 3, 5, 2);
+        let inv = inverse(&p.order);
+        for (i, &u) in p.order.iter().enumerate() {
+            assert_eq!(inv[u] as usize, i);
+        }
+        let rows: Vec<i32> = unit_rows(&[2, 0], 4).as_slice::<i32>().to_vec();
+        assert_eq!(rows, vec![8, 9, 10, 11, 0, 1, 2, 3]);
     }
 }

@@ -1,0 +1,163 @@
+//! The CLIP vision tower as LLaVA uses it: a patch embedding (a stride = kernel Conv2d without
+//! bias, so a matrix product over each flattened C×P×P patch), a learned class token in front,
+//! learned position embeddings, a LayerNorm before the encoder, pre-norm encoder layers (full
+//! attention with biased projections, quick-GELU MLP), and the hidden state after the
+//! configured number of layers (LLaVA reads an inner layer, so later layers never run).
+
+use mlx_rs::fast;
+use mlx_rs::ops::indexing::TryIndexOp;
+use mlx_rs::{ops, Array};
+
+use super::config::ClipConfig;
+use crate::error::{EngineError, EngineResult};
+use crate::models::config::QuantizationConfig;
+use crate::models::linear::Linear;
+use crate::models::weights::WeightMap;
+
+type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
+
+struct Norm {
+    weight: Array,
+    bias: Array,
+}
+
+impl Norm {
+    fn load(w: &WeightMap, p: &str) -> EngineResult<Self> {
+        Ok(Norm { weight: w.require(&format!("{p}.weight"))?, bias: w.require(&format!("{p}.bias"))? })
+    }
+}
+
+struct Layer {
+    norm1: Norm,
+    norm2: Norm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+pub struct ClipTower {
+    cfg: ClipConfig,
+    /// [hidden, C·P·P] in (channel, y, x) order.
+    patch_weight: Array,
+    class_embedding: Array,
+    position_embedding: Array,
+    pre_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+fn quick_gelu(x: &Array) -> MlxResult<Array> {
+    ops::multiply(x, &ops::sigmoid(&ops::multiply(x, &Array::from_f32(1.702))?)?)
+}
+
+impl ClipTower {
+    /// `w` holds `vision_model.*` without the tower prefix; only the first `run_layers` encoder
+    /// layers are loaded. `quant`: the checkpoint's settings, for layers stored quantized.
+    pub fn load(cfg: ClipConfig, w: &WeightMap, run_layers: usize, quant: Option<&QuantizationConfig>) -> EngineResult<Self> {
+        let p = "vision_model";
+        let lin = |name: String| Linear::load(w, &name, quant, true);
+        let (e, c, k) = (cfg.hidden_size, cfg.num_channels, cfg.patch_size);
+        let pw = w.require(&format!("{p}.embeddings.patch_embedding.weight"))?;
+        let conv = |x: mlx_rs::error::Exception| EngineError::model_load(format!("patch_embedding: {}", x.what()));
+        let shape = pw.shape().to_vec();
+        // MLX layout [E, P, P, C] (mlx-community) or PyTorch layout [E, C, P, P] (HF)
+        let patch_weight = if shape == [e, k, k, c] {
+            pw.transpose_axes(&[0, 3, 1, 2]).map_err(conv)?
+        } else if shape == [e, c, k, k] {
+            pw
+        } else {
+            return Err(EngineError::model_load(format!("patch_embedding.weight has shape {shape:?}, expected [{e}, {k}, {k}, {c}]")));
+        };
+        let patch_weight = patch_weight.reshape(&[e, c * k * k]).map_err(conv)?;
+        let side = cfg.image_size / cfg.patch_size;
+        let position_embedding = w.require(&format!("{p}.embeddings.position_embedding.weight"))?;
+        if position_embedding.shape() != [side * side + 1, e] {
+            return Err(EngineError::model_load(format!(
+                "position_embedding has shape {:?}, expected [{}, {e}]",
+                position_embedding.shape(),
+                side * side + 1
+            )));
+        }
+        let mut layers = Vec::with_capacity(run_layers);
+        for i in 0..run_layers {
+            let b = format!("{p}.encoder.layers.{i}");
+            layers.push(Layer {
+                norm1: Norm::load(w, &format!("{b}.layer_norm1"))?,
+                norm2: Norm::load(w, &format!("{b}.layer_norm2"))?,
+                q: lin(format!("{b}.self_attn.q_proj"))?,
+                k: lin(format!("{b}.self_attn.k_proj"))?,
+                v: lin(format!("{b}.self_attn.v_proj"))?,
+                out: lin(format!("{b}.self_attn.out_proj"))?,
+                fc1: lin(format!("{b}.mlp.fc1"))?,
+                fc2: lin(format!("{b}.mlp.fc2"))?,
+            });
+        }
+        Ok(ClipTower {
+            patch_weight,
+            class_embedding: w.require(&format!("{p}.embeddings.class_embedding"))?,
+            position_embedding,
+            pre_norm: Norm::load(w, &format!("{p}.pre_layrnorm"))?,
+            layers,
+            cfg,
+        })
+    }
+
+    pub fn arrays(&self) -> Vec<Array> {
+        let mut out = vec![
+            self.patch_weight.clone(),
+            self.class_embedding.clone(),
+            self.position_embedding.clone(),
+            self.pre_norm.weight.clone(),
+            self.pre_norm.bias.clone(),
+        ];
+        for l in &self.layers {
+            out.extend([l.norm1.weight.clone(), l.norm1.bias.clone(), l.norm2.weight.clone(), l.norm2.bias.clone()]);
+            for lin in [&l.q, &l.k, &l.v, &l.out, &l.fc1, &l.fc2] {
+                crate::models::causal::linear_arrays(lin, &mut out);
+            }
+        }
+        out
+    }
+
+    fn layer_norm(&self, n: &Norm, x: &Array, eps: f32) -> MlxResult<Array> {
+        fast::layer_norm(x, &n.weight, &n.bias, eps)
+    }
+
+    /// Pixels [3, S, S] (S = image_size) → hidden states [1 + patches, hidden] (class token first).
+    pub fn forward(&self, pixels: &Array) -> MlxResult<Array> {
+        let (c, p) = (self.cfg.num_channels, self.cfg.patch_size);
+        let side = self.cfg.image_size / p;
+        // [C, gy, P, gx, P] → [gy, gx, C, P, P]: one row per patch, row-major over the grid
+        let patches = pixels.reshape(&[c, side, p, side, p])?.transpose_axes(&[1, 3, 0, 2, 4])?.reshape(&[side * side, c * p * p])?;
+        let x = ops::matmul(&patches, &self.patch_weight.transpose()?)?;
+        let x = ops::concatenate(&[self.class_embedding.reshape(&[1, -1])?, x], 0)?;
+        let x = ops::add(&x, &self.position_embedding)?;
+        // nn.LayerNorm's default eps before the encoder; the configured one inside it
+        let mut x = self.layer_norm(&self.pre_norm, &x, 1e-5)?;
+        let eps = self.cfg.layer_norm_eps;
+        for l in &self.layers {
+            let h = self.layer_norm(&l.norm1, &x, eps)?;
+            x = ops::add(&x, &self.attention(l, &h)?)?;
+            let h = self.layer_norm(&l.norm2, &x, eps)?;
+            x = ops::add(&x, &l.fc2.forward(&quick_gelu(&l.fc1.forward(&h)?)?)?)?;
+        }
+        Ok(x)
+    }
+
+    fn attention(&self, l: &Layer, x: &Array) -> MlxResult<Array> {
+        let n = x.shape()[0];
+        let heads = self.cfg.num_attention_heads;
+        let hd = self.cfg.hidden_size / heads;
+        let split = |a: Array| a.reshape(&[1, n, heads, hd])?.transpose_axes(&[0, 2, 1, 3]);
+        let (q, k, v) = (split(l.q.forward(x)?)?, split(l.k.forward(x)?)?, split(l.v.forward(x)?)?);
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, (hd as f32).powf(-0.5), None, None)?;
+        l.out.forward(&out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[n, heads * hd])?)
+    }
+
+    /// Drops the class token's row.
+    pub fn patch_rows(x: &Array) -> MlxResult<Array> {
+        x.try_index(1..)
+    }
+}
