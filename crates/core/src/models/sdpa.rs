@@ -65,11 +65,11 @@ mod tests {
         let v = mlx_rs::random::normal::<f32>(&[1, hkv, n, d], None, None, Some(&mlx_rs::random::key(3).unwrap())).unwrap();
         let fused = fast::scaled_dot_product_attention(&q, &k, &v, 0.25, ScaledDotProductAttentionMask::Causal, None).unwrap();
         let ours = explicit_causal(&q, &k, &v, 0.25).unwrap();
-        let diff = ops::max(&ops::abs(&ops::subtract(&fused, &ours).unwrap()).unwrap(), None).unwrap().item::<f32>();
+        let diff = ops::max(&ops::abs(&ops::subtract(&fused, &ours).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
         assert!(diff < 1e-5, "max |Δ| = {diff}");
         // The mask matters here: attention without it differs by far more than the tolerance.
         let unmasked = fast::scaled_dot_product_attention(&q, &k, &v, 0.25, None, None).unwrap();
-        let diff = ops::max(&ops::abs(&ops::subtract(&unmasked, &ours).unwrap()).unwrap(), None).unwrap().item::<f32>();
+        let diff = ops::max(&ops::abs(&ops::subtract(&unmasked, &ours).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
         assert!(diff > 1e-2, "mask had no effect: {diff}");
     }
 }
