@@ -118,6 +118,33 @@ pub(crate) fn input_ids(segs: &[Segment<'_>]) -> MlxResult<Array> {
     mlx_rs::ops::concatenate(&parts, 0)?.reshape(&[1, total])
 }
 
+/// What each family supplies — its layer stack and its output head; the single-sequence and
+/// batched entry points built on them are the same for every family.
+pub(crate) trait DecoderStack {
+    /// Final hidden states [1, T, hidden] for all tokens of all segments (their caches appended).
+    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array>;
+
+    /// Final norm and output head: [.., hidden] → logits [.., vocab].
+    fn project(&self, h: &Array) -> MlxResult<Array>;
+
+    /// ids: int32 [1, L] → logits [1, 1, vocab] of the last position (`last_only`) or [1, L, vocab].
+    fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
+        let tokens: Vec<u32> = ids.as_dtype(mlx_rs::Dtype::Uint32)?.as_slice::<u32>().to_vec();
+        let mut seg = [Segment::ids(&tokens, cache, true)];
+        let h = self.hidden_states(&mut seg)?;
+        let h = if last_only { select_rows(&h, &seg)? } else { h };
+        self.project(&h)
+    }
+
+    /// One pass over several sequences (continuous batching): position-wise layers over all
+    /// tokens at once, rotary/cache/attention per segment; logits [R, vocab] for the last token
+    /// of each segment with `logits: true`, in order.
+    fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        let h = self.hidden_states(segs)?;
+        segment_logits(&h, segs, |h| self.project(h))
+    }
+}
+
 /// Row indices (into the concatenated token axis) of the segments' last tokens that want logits,
 /// and the total token count.
 pub(crate) fn logit_rows(segs: &[Segment<'_>]) -> (Vec<i32>, i32) {
@@ -151,6 +178,15 @@ pub(crate) fn segment_logits(h: &Array, segs: &[Segment<'_>], project: impl FnOn
     let logits = project(&select_rows(h, segs)?)?;
     let vocab = *logits.shape().last().unwrap();
     logits.reshape(&[rows, vocab])
+}
+
+/// The final RMSNorm and the output head: an untied `lm_head`, else the tied embedding.
+pub(crate) fn output_head(h: &Array, norm: &Array, eps: f32, lm_head: Option<&super::linear::Linear>, embed: &super::linear::Embedding) -> MlxResult<Array> {
+    let h = mlx_rs::fast::rms_norm(h, Some(norm), eps)?;
+    match lm_head {
+        Some(head) => head.forward(&h),
+        None => embed.as_linear(&h),
+    }
 }
 
 /// Collects a linear layer's arrays (for `eval_weights`).

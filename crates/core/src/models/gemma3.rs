@@ -11,7 +11,7 @@ use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array, Dtype};
 use serde_json::Value;
 
-use super::causal::{embedding_arrays, input_ids, linear_arrays, segment_logits, select_rows, Segment};
+use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, DecoderStack, Segment};
 use super::config::{ModelConfig, RopeScaling};
 use super::linear::{Embedding, Linear};
 use super::rope::Rope;
@@ -98,33 +98,6 @@ impl Gemma3Model {
             .collect()
     }
 
-    pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
-        let tokens: Vec<u32> = ids.as_dtype(Dtype::Uint32)?.as_slice::<u32>().to_vec();
-        let mut seg = [Segment::ids(&tokens, cache, true)];
-        let h = self.hidden_states(&mut seg)?;
-        let h = if last_only { select_rows(&h, &seg)? } else { h };
-        self.project(&h)
-    }
-
-    /// Batched forward over several sequences (see `CausalModel::forward_segments`).
-    pub fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let h = self.hidden_states(segs)?;
-        segment_logits(&h, segs, |h| self.project(h))
-    }
-
-    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let h = self.embed_tokens.lookup(&input_ids(segs)?)?;
-        // mlx-lm multiplies by sqrt(hidden) rounded to bfloat16.
-        let scale = Array::from_f32((self.config.hidden_size as f64).sqrt() as f32).as_dtype(Dtype::Bfloat16)?.as_dtype(h.dtype())?;
-        let mut h = ops::multiply(&h, &scale)?;
-        // Masks depend only on the cache state before the pass: one per (segment, layer kind).
-        let masks = self.masks(segs)?;
-        for (li, b) in self.layers.iter().enumerate() {
-            h = self.block_forward(b, li, &h, segs, &masks)?;
-        }
-        Ok(h)
-    }
-
     /// Per segment: (global mask, sliding mask), computed from that segment's first cache of
     /// each kind, as mlx-lm computes them once per forward pass.
     fn masks(&self, segs: &[Segment<'_>]) -> MlxResult<Vec<(AttnMask, AttnMask)>> {
@@ -144,14 +117,6 @@ impl Gemma3Model {
                 Ok((global, sliding))
             })
             .collect()
-    }
-
-    fn project(&self, h: &Array) -> MlxResult<Array> {
-        let h = fast::rms_norm(h, Some(&self.norm), self.config.rms_norm_eps)?;
-        match &self.lm_head {
-            Some(head) => head.forward(&h),
-            None => self.embed_tokens.as_linear(&h),
-        }
     }
 
     fn block_forward(&self, b: &Block, layer: usize, x: &Array, segs: &mut [Segment<'_>], masks: &[(AttnMask, AttnMask)]) -> MlxResult<Array> {
@@ -258,4 +223,23 @@ fn load_block(c: &ModelConfig, w: &WeightMap, i: i32, sliding: bool) -> EngineRe
         down_proj: lin("mlp.down_proj")?,
         sliding,
     })
+}
+
+impl DecoderStack for Gemma3Model {
+    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        let h = self.embed_tokens.lookup(&input_ids(segs)?)?;
+        // mlx-lm multiplies by sqrt(hidden) rounded to bfloat16.
+        let scale = Array::from_f32((self.config.hidden_size as f64).sqrt() as f32).as_dtype(Dtype::Bfloat16)?.as_dtype(h.dtype())?;
+        let mut h = ops::multiply(&h, &scale)?;
+        // Masks depend only on the cache state before the pass: one per (segment, layer kind).
+        let masks = self.masks(segs)?;
+        for (li, b) in self.layers.iter().enumerate() {
+            h = self.block_forward(b, li, &h, segs, &masks)?;
+        }
+        Ok(h)
+    }
+
+    fn project(&self, h: &Array) -> MlxResult<Array> {
+        output_head(h, &self.norm, self.config.rms_norm_eps, self.lm_head.as_ref(), &self.embed_tokens)
+    }
 }

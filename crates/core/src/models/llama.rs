@@ -6,7 +6,7 @@
 use mlx_rs::fast;
 use mlx_rs::{nn, ops, Array};
 
-use super::causal::{embedding_arrays, input_ids, linear_arrays, segment_logits, Segment};
+use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, segment_logits, DecoderStack, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear};
 use super::rope::Rope;
@@ -97,38 +97,6 @@ impl LlamaModel {
         (0..self.layers.len()).map(|_| KvCache::new()).collect()
     }
 
-    /// ids: int32 [1, L] → logits [1, 1, vocab] of the last position (`last_only`) or
-    /// [1, L, vocab]. A convenience over [`Self::forward_segments`] for one sequence.
-    pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
-        let tokens: Vec<u32> = ids.as_dtype(mlx_rs::Dtype::Uint32)?.as_slice::<u32>().to_vec();
-        if last_only {
-            let mut seg = [Segment::ids(&tokens, cache, true)];
-            let logits = self.forward_segments(&mut seg)?;
-            let vocab = logits.shape()[1];
-            return logits.reshape(&[1, 1, vocab]);
-        }
-        let h = self.hidden_states(&mut [Segment::ids(&tokens, cache, true)])?;
-        self.project(&h)
-    }
-
-    /// One forward pass over several sequences at once (continuous batching): all tokens of all
-    /// segments go through the position-wise layers (norms, projections, MLP) as one
-    /// [1, T, hidden] batch, while rotary embedding, the KV cache and attention run per segment
-    /// against that segment's own cache. Returns logits [R, vocab] for the last token of each
-    /// segment with `logits: true`, in order.
-    pub fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let h = self.hidden_states(segs)?;
-        segment_logits(&h, segs, |h| self.project(h))
-    }
-
-    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let mut h = self.embed_tokens.lookup(&input_ids(segs)?)?;
-        for (li, layer) in self.layers.iter().enumerate() {
-            h = self.block_forward(layer, li, &h, segs, None)?;
-        }
-        Ok(h)
-    }
-
     /// Token embeddings [1, L, hidden].
     pub fn embed(&self, ids: &[u32]) -> MlxResult<Array> {
         let ids: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
@@ -146,14 +114,6 @@ impl LlamaModel {
             h = self.block_forward(layer, li, &h, &mut segs, Some(rot))?;
         }
         segment_logits(&h, &segs, |h| self.project(h))
-    }
-
-    fn project(&self, h: &Array) -> MlxResult<Array> {
-        let h = fast::rms_norm(h, Some(&self.norm), self.config.rms_norm_eps)?;
-        match &self.lm_head {
-            Some(head) => head.forward(&h),
-            None => self.embed_tokens.as_linear(&h),
-        }
     }
 
     fn block_forward(&self, b: &Block, layer: usize, x: &Array, segs: &mut [Segment<'_>], rot: Option<&RotaryTables>) -> MlxResult<Array> {
@@ -251,5 +211,19 @@ impl LlamaModel {
             }
         }
         mlx_rs::transforms::eval(arrays.iter())
+    }
+}
+
+impl DecoderStack for LlamaModel {
+    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        let mut h = self.embed_tokens.lookup(&input_ids(segs)?)?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            h = self.block_forward(layer, li, &h, segs, None)?;
+        }
+        Ok(h)
+    }
+
+    fn project(&self, h: &Array) -> MlxResult<Array> {
+        output_head(h, &self.norm, self.config.rms_norm_eps, self.lm_head.as_ref(), &self.embed_tokens)
     }
 }

@@ -5,11 +5,11 @@
 //! scaling default, linear or su/longrope (models/rope.rs).
 
 use mlx_rs::fast;
-use mlx_rs::{nn, ops, Array, Dtype};
+use mlx_rs::{nn, ops, Array};
 use serde_json::Value;
 
 use super::attention::{segment_attention, split_last, AttnSpec};
-use super::causal::{embedding_arrays, input_ids, linear_arrays, segment_logits, select_rows, Segment};
+use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, DecoderStack, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear};
 use super::rope::Rope;
@@ -63,36 +63,6 @@ impl Phi3Model {
 
     pub fn new_cache(&self) -> Vec<KvCache> {
         (0..self.layers.len()).map(|_| KvCache::new()).collect()
-    }
-
-    pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
-        let tokens: Vec<u32> = ids.as_dtype(Dtype::Uint32)?.as_slice::<u32>().to_vec();
-        let mut seg = [Segment::ids(&tokens, cache, true)];
-        let h = self.hidden_states(&mut seg)?;
-        let h = if last_only { select_rows(&h, &seg)? } else { h };
-        self.project(&h)
-    }
-
-    /// Batched forward over several sequences (see `CausalModel::forward_segments`).
-    pub fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let h = self.hidden_states(segs)?;
-        segment_logits(&h, segs, |h| self.project(h))
-    }
-
-    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let mut h = self.embed_tokens.lookup(&input_ids(segs)?)?;
-        for (li, b) in self.layers.iter().enumerate() {
-            h = self.block_forward(b, li, &h, segs)?;
-        }
-        Ok(h)
-    }
-
-    fn project(&self, h: &Array) -> MlxResult<Array> {
-        let h = fast::rms_norm(h, Some(&self.norm), self.config.rms_norm_eps)?;
-        match &self.lm_head {
-            Some(head) => head.forward(&h),
-            None => self.embed_tokens.as_linear(&h),
-        }
     }
 
     fn block_forward(&self, b: &Block, layer: usize, x: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
@@ -159,5 +129,19 @@ fn out_rows(l: &Linear) -> i32 {
     match l {
         Linear::Dense { weight, .. } => weight.shape()[0],
         Linear::Quantized { q, .. } => q.weight.shape()[0],
+    }
+}
+
+impl DecoderStack for Phi3Model {
+    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        let mut h = self.embed_tokens.lookup(&input_ids(segs)?)?;
+        for (li, b) in self.layers.iter().enumerate() {
+            h = self.block_forward(b, li, &h, segs)?;
+        }
+        Ok(h)
+    }
+
+    fn project(&self, h: &Array) -> MlxResult<Array> {
+        output_head(h, &self.norm, self.config.rms_norm_eps, self.lm_head.as_ref(), &self.embed_tokens)
     }
 }

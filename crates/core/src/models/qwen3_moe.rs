@@ -5,11 +5,11 @@
 //! The two differ in data only: weight names, routing rule and which layers are sparse.
 
 use mlx_rs::fast;
-use mlx_rs::{nn, ops, Array, Dtype};
+use mlx_rs::{nn, ops, Array};
 use serde_json::Value;
 
 use super::attention::{segment_attention, AttnSpec};
-use super::causal::{embedding_arrays, input_ids, linear_arrays, segment_logits, select_rows, Segment};
+use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, DecoderStack, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear};
 use super::moe::{stack_experts, MoeBlock, MoeKernel, Routing};
@@ -119,37 +119,6 @@ impl MoeModel {
         (0..self.layers.len()).map(|_| KvCache::new()).collect()
     }
 
-    pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
-        let tokens: Vec<u32> = ids.as_dtype(Dtype::Uint32)?.as_slice::<u32>().to_vec();
-        let mut seg = [Segment::ids(&tokens, cache, true)];
-        let h = self.hidden_states(&mut seg)?;
-        let h = if last_only { select_rows(&h, &seg)? } else { h };
-        self.project(&h)
-    }
-
-    /// Batched forward over several sequences (see `CausalModel::forward_segments`): routing
-    /// is per token, so every segment's tokens share the expert matmuls.
-    pub fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let h = self.hidden_states(segs)?;
-        segment_logits(&h, segs, |h| self.project(h))
-    }
-
-    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
-        let mut h = self.embed_tokens.lookup(&input_ids(segs)?)?;
-        for (li, b) in self.layers.iter().enumerate() {
-            h = self.block_forward(b, li, &h, segs)?;
-        }
-        Ok(h)
-    }
-
-    fn project(&self, h: &Array) -> MlxResult<Array> {
-        let h = fast::rms_norm(h, Some(&self.norm), self.config.rms_norm_eps)?;
-        match &self.lm_head {
-            Some(head) => head.forward(&h),
-            None => self.embed_tokens.as_linear(&h),
-        }
-    }
-
     fn block_forward(&self, b: &Block, layer: usize, x: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let c = &self.config;
         let normed = fast::rms_norm(x, Some(&b.input_layernorm), c.rms_norm_eps)?;
@@ -217,4 +186,18 @@ fn load_block(c: &ModelConfig, s: &MoeSettings, kernel: MoeKernel, w: &WeightMap
         k_norm: norm("k_norm")?,
         ffn,
     })
+}
+
+impl DecoderStack for MoeModel {
+    fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        let mut h = self.embed_tokens.lookup(&input_ids(segs)?)?;
+        for (li, b) in self.layers.iter().enumerate() {
+            h = self.block_forward(b, li, &h, segs)?;
+        }
+        Ok(h)
+    }
+
+    fn project(&self, h: &Array) -> MlxResult<Array> {
+        output_head(h, &self.norm, self.config.rms_norm_eps, self.lm_head.as_ref(), &self.embed_tokens)
+    }
 }
