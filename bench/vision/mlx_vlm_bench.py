@@ -1,7 +1,7 @@
 """The mlx-vlm side of bench/vision/run.sh: the same measurements as
 crates/core/examples/bench_vision.rs with mlx-vlm 0.7.6's own API (`load`, `apply_chat_template`,
 `stream_generate`): the same model folder, image file, prompt, token count, warm-up (one request
-of 2 tokens) and runs. Greedy (temperature 0), EOS ignored (the tokenizer's stopping criteria get
+of 2 tokens, skipped with BENCH_WARMUP=0) and runs. Greedy (temperature 0), EOS ignored (the tokenizer's stopping criteria get
 an empty EOS list). TTFT is measured from the `stream_generate` call, so it includes loading and
 preprocessing the image, the vision tower and the prompt prefill, as on our side.
 
@@ -9,6 +9,7 @@ usage: python mlx_vlm_bench.py <model_dir> <image.png> <tokens> <runs> [prompt]
 Prints one JSON object on stdout.
 """
 import json
+import os
 import resource
 import sys
 import time
@@ -44,7 +45,9 @@ def main():
     tok.stopping_criteria.additional_eos_token_ids = []
     tok.stopping_criteria.eos_token_ids = []  # ignore EOS, as `ignoreEos` does on our side
     prompt = apply_chat_template(processor, model.config, text, num_images=1)
-    request(model, processor, prompt, image, 2)  # warm-up
+    warmup = os.environ.get("BENCH_WARMUP", "1") != "0"  # as bench_vision.rs reads it
+    if warmup:
+        request(model, processor, prompt, image, 2)
     per_run = []
     for _ in range(runs):
         ttft, total, n = request(model, processor, prompt, image, tokens)
@@ -55,6 +58,7 @@ def main():
     print(json.dumps({
         "engine": "mlx-vlm",
         "load_s": load_s,
+        "warmup": warmup,
         "runs": per_run,
         "peak_rss_bytes": rss,
         "weights_dtype": sorted({str(v.dtype) for _, v in tree_flatten(model.parameters())}),

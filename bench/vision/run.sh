@@ -11,7 +11,8 @@
 #   wheels listed in bench/RESULTS-vision.md ("GPU variant"); the model is made there with MLX.
 # Environment: SHAPE (qwen2-vl-2b-l4 on CPU, qwen2-vl-2b on GPU), DTYPE (float32 on CPU, bfloat16
 # on GPU), TOKENS (16 CPU / 128 GPU), ROUNDS (3), RUNS (measured requests per process, 1),
-# OUT (bench/vision/results/<label>), PYTHON (.venv-vlm/bin/python on CPU, python3 on GPU).
+# OUT (bench/vision/results/<label>), PYTHON (.venv-vlm/bin/python on CPU, python3 on GPU),
+# BENCH_WARMUP (0 skips each process's warm-up request on both sides).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"

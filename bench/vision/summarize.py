@@ -77,7 +77,8 @@ def main():
         f"| load (s) | {fmt(o['load_s'], 1)} | {fmt(m['load_s'], 1)} | {o['load_s']['median'] / m['load_s']['median']:.2f} | |",
         f"| peak RSS (MiB) | {fmt(o['peak_rss_mib'], 0)} | {fmt(m['peak_rss_mib'], 0)} | {o['peak_rss_mib']['median'] / m['peak_rss_mib']['median']:.2f} | |",
         "",
-        f"{o['ttft_s']['n']} measured requests per side over {len(rows) // 2} rounds; raw rows: `{run.resolve().relative_to(ROOT) if run.resolve().is_relative_to(ROOT) else run}/raw.jsonl`.",
+        f"{o['ttft_s']['n']} measured requests per side over {len(rows) // 2} rounds"
+        f"{'' if all(r['r'].get('warmup', True) for r in rows) else ', no warm-up request (BENCH_WARMUP=0)'}; raw rows: `{run.resolve().relative_to(ROOT) if run.resolve().is_relative_to(ROOT) else run}/raw.jsonl`.",
     ]
     block = f"<!-- begin {label} -->\n" + "\n".join(table) + f"\n<!-- end {label} -->"
     doc = DOC.read_text() if DOC.exists() else HEADER

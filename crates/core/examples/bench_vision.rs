@@ -1,7 +1,8 @@
 //! Vision benchmark of the Rust engine core (no Node), the counterpart of
 //! `bench/vision/mlx_vlm_bench.py`: through the public Engine API (`load_vision_model`,
 //! `create_vision_stream`) one 1024×768 PNG, a short prompt, greedy, EOS ignored. One warm-up
-//! request (same image and prompt, 2 tokens), then `runs` measured requests of `tokens` tokens.
+//! request (same image and prompt, 2 tokens; `BENCH_WARMUP=0` skips it), then `runs` measured
+//! requests of `tokens` tokens.
 //! TTFT is measured from the request call, so it includes reading, decoding and preprocessing
 //! the image, the vision tower and the prompt prefill.
 //!
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use mlx_serving_core::generation::Chunk;
 use mlx_serving_core::{Engine, EngineConfig, StreamHandle};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const WIDTH: u32 = 1024;
 const HEIGHT: u32 = 768;
@@ -75,9 +76,17 @@ fn peak_rss_bytes() -> u64 {
 async fn request(engine: &Engine, image: &str, prompt: &str, tokens: u64) -> Timing {
     let params = json!({"model": "bench-vlm", "prompt": prompt, "image": {"source": image},
                         "maxTokens": tokens, "temperature": 0, "ignoreEos": true});
+    // No whole-stream deadline: a full-size model's request on a small CPU host takes minutes.
+    let options = json!({"timeoutMs": 24 * 3600 * 1000});
     let start = Instant::now();
-    let stream = engine.create_vision_stream(&params, &Value::Null).await.expect("vision stream");
+    let stream = engine.create_vision_stream(&params, &options).await.expect("vision stream");
     timed(stream, start).await
+}
+
+/// `BENCH_WARMUP=0` skips the warm-up request (both sides read it; for runs where one request
+/// takes minutes and first-use costs are noise).
+fn warmup() -> bool {
+    std::env::var("BENCH_WARMUP").map_or(true, |v| v != "0")
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -102,7 +111,9 @@ async fn main() {
     let t = Instant::now();
     engine.load_vision_model(&json!({"model": "bench-vlm", "localPath": dir})).await.expect("load");
     let load_s = t.elapsed().as_secs_f64();
-    request(&engine, image, prompt, 2).await; // warm-up (first-use allocations)
+    if warmup() {
+        request(&engine, image, prompt, 2).await; // warm-up (first-use allocations)
+    }
     let mut per_run = Vec::new();
     for _ in 0..runs {
         let r = request(&engine, image, prompt, tokens).await;
@@ -113,6 +124,7 @@ async fn main() {
     let out = json!({
         "engine": "mlx-serving (Rust core)",
         "load_s": load_s,
+        "warmup": warmup(),
         "runs": per_run,
         "peak_rss_bytes": peak_rss_bytes(),
     });
