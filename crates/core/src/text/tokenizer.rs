@@ -26,6 +26,10 @@ pub struct TextTokenizer {
     chat_template: Option<String>,
     /// Added tokens flagged `special`: exactly the ids `decode(.., skip_special=true)` drops.
     special_ids: HashSet<u32>,
+    /// Counted once: `tokenizers`' `get_vocab_size(true)` clones the whole vocabulary into a map
+    /// on every call (~150k strings for Qwen/Llama-3), which cost every request ~10–20 ms of
+    /// time to first token when it was called per stream.
+    vocab_size: usize,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -131,8 +135,10 @@ impl TextTokenizer {
             .map(|(id, _)| id)
             .collect();
 
+        let vocab_size = inner.get_vocab_size(true);
         TextTokenizer {
             inner,
+            vocab_size,
             bos_id,
             bos_token,
             eos_token,
@@ -186,7 +192,7 @@ impl TextTokenizer {
 
     /// Number of ids, added tokens included (ids `>= vocab_size()` are out of vocabulary).
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     pub fn bos_id(&self) -> Option<u32> {
