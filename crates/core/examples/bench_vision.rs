@@ -14,9 +14,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use mlx_serving_core::generation::Chunk;
-use mlx_serving_core::{Engine, EngineConfig, StreamHandle};
+use mlx_serving_core::{Engine, EngineConfig};
 use serde_json::json;
+
+#[path = "common/bench.rs"]
+mod bench;
+use bench::{peak_rss_bytes, timed, Timing};
 
 const WIDTH: u32 = 1024;
 const HEIGHT: u32 = 768;
@@ -36,41 +39,6 @@ fn write_image(path: &Path) {
         std::fs::create_dir_all(dir).expect("image folder");
     }
     img.save_with_format(path, image::ImageFormat::Png).expect("write image");
-}
-
-struct Timing {
-    ttft: f64,
-    total: f64,
-    tokens: usize,
-}
-
-async fn timed(mut s: StreamHandle, start: Instant) -> Timing {
-    let (mut first, mut tokens) = (None, 0usize);
-    loop {
-        let batch = s.next_batch().await;
-        if batch.is_empty() {
-            break;
-        }
-        for c in batch {
-            match c {
-                Chunk::Token { .. } => {
-                    tokens += 1;
-                    first.get_or_insert_with(|| start.elapsed().as_secs_f64());
-                }
-                Chunk::Error(e) => panic!("stream failed: {e}"),
-                Chunk::Metadata(_) => {}
-            }
-        }
-    }
-    let total = start.elapsed().as_secs_f64();
-    Timing { ttft: first.unwrap_or(total), total, tokens }
-}
-
-fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) * 1024))
-        .unwrap_or(0)
 }
 
 async fn request(engine: &Engine, image: &str, prompt: &str, tokens: u64) -> Timing {
