@@ -88,11 +88,14 @@ async fn concurrent_streams_give_the_same_ids_as_alone() {
     let p2 = json!({"model": "llama", "prompt": "In 1969 astronauts walked on the Moon", "maxTokens": 20, "temperature": 0.8, "seed": 3});
     let alone1 = run(&e, p1.clone()).await;
     let alone2 = run(&e, p2.clone()).await;
+    assert_eq!(e.stacked_rows(), 0, "a stream alone is not stacked");
     let s1 = e.create_stream(&p1, &Value::Null).await.unwrap();
     let s2 = e.create_stream(&p2, &Value::Null).await.unwrap();
     let (r1, r2) = tokio::join!(drain(s1), drain(s2));
     assert_eq!(r1.ids, alone1.ids);
     assert_eq!(r2.ids, alone2.ids);
+    // The two decode rows ran stacked (one KV buffer per layer, one masked attention).
+    assert!(e.stacked_rows() > 0, "concurrent decode rows were not stacked");
     e.shutdown().await;
 }
 
@@ -276,6 +279,13 @@ async fn batched_rows_match_solo(model: &str) {
     }
     let stats = e.batch_stats();
     assert!(stats["maxBatchSize"].as_u64().unwrap() >= 2, "rows were never batched: {stats}");
+    // Rows of different lengths joined and left a stacked batch (llama); gemma3's window-limited
+    // caches never stack.
+    if model == "llama" {
+        assert!(e.stacked_rows() > 0, "decode rows were not stacked");
+    } else {
+        assert_eq!(e.stacked_rows(), 0, "window-limited caches were stacked");
+    }
     assert!(stats["avgBatchSize"].as_f64().unwrap() > 1.0, "{stats}");
     e.shutdown().await;
 }

@@ -183,12 +183,18 @@ async fn engine_streams_reproduce_reference_ids_alone_and_batched() {
                 failures.push(format!("{} alone: ids differ from mlx-lm", r.name));
             }
         }
-        // Every model of the group decoding at once, side by side in one step.
+        // Every model of the group decoding at once, side by side in one step, two streams per
+        // model; the second joins once the first decodes, so the two rows stack (one KV buffer
+        // per layer, where the family allows it) at different lengths.
         let mut handles = Vec::new();
         for r in group {
-            handles.push(tokio::spawn(ids_of(e.create_stream(&params(r), &Value::Null).await.unwrap())));
+            handles.push((r, tokio::spawn(ids_of(e.create_stream(&params(r), &Value::Null).await.unwrap()))));
         }
-        for (r, h) in group.iter().zip(handles) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        for r in group {
+            handles.push((r, tokio::spawn(ids_of(e.create_stream(&params(r), &Value::Null).await.unwrap()))));
+        }
+        for (r, h) in handles {
             if differs(r, &h.await.unwrap()) {
                 failures.push(format!("{} batched: ids differ from mlx-lm", r.name));
             }
@@ -197,6 +203,7 @@ async fn engine_streams_reproduce_reference_ids_alone_and_batched() {
             e.unload_model(r.name.clone()).await.expect("unload");
         }
     }
+    assert!(e.stacked_rows() > 0, "no decode rows were stacked");
     e.shutdown().await;
     assert!(failures.is_empty(), "engine parity failures:\n{}", failures.join("\n"));
 }

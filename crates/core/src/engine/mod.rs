@@ -3,6 +3,7 @@
 //! Validation happens here, on the caller's thread, before any request reaches the engine.
 
 pub mod commands;
+mod decode_batch;
 pub mod scheduler;
 mod vision;
 mod worker;
@@ -182,6 +183,11 @@ impl Engine {
     /// Decode rows fed lazily since the last reset (pipelined decode, engine/scheduler.rs).
     pub fn pipelined_rows(&self) -> u64 {
         self.batch_stats.lock().pipelined_rows
+    }
+
+    /// Decode rows stepped stacked (one shared KV buffer per layer) since the last reset.
+    pub fn stacked_rows(&self) -> u64 {
+        self.batch_stats.lock().stacked_rows
     }
 
     pub fn reset_batch_stats(&self) {

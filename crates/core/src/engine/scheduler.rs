@@ -11,6 +11,11 @@
 //! included: their M-RoPE positions are not the batched pass's (documented fallback).
 //! Each row's output depends only on its own caches, sampler and RNG, so a batch mixing
 //! speculative and normal rows gives every row the same ids as alone.
+//!
+//! Plain decode rows of one model, once two or more decode together, are stacked
+//! (`decode_batch.rs`, `generation/batch_kv.rs`): their caches live in one buffer per layer and
+//! the pass handles them as one segment, so a step's operation count does not grow with the
+//! number of rows.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -22,6 +27,7 @@ use mlx_rs::Array;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use super::decode_batch::DecodeBatches;
 use crate::error::EngineError;
 use crate::generation::stream::{GenerationStream, Step};
 use crate::models::Segment;
@@ -47,6 +53,10 @@ pub struct GenerationBatchStats {
     /// shape; read through `Engine::pipelined_rows`.
     #[serde(skip)]
     pub pipelined_rows: u64,
+    /// Decode rows stepped stacked in a `BatchKv` (one shared cache per layer). Not in the
+    /// spec's shape; read through `Engine::stacked_rows`.
+    #[serde(skip)]
+    pub stacked_rows: u64,
     #[serde(skip)]
     rows_total: u64,
 }
@@ -69,8 +79,17 @@ pub fn reset(stats: &SharedBatchStats) {
 
 /// Runs one batched step over `streams`. Streams that ended are removed; those whose KV cache
 /// is intact (finished or cancelled, not failed) are returned for prompt-prefix reuse.
-pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) -> Vec<GenerationStream> {
+pub fn step(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatches, stats: &SharedBatchStats) -> Vec<GenerationStream> {
+    batches.reconcile(streams);
     let mut ended = take_where(streams, |s| s.poll_control());
+    batches.release(&mut ended);
+    let mut ended = step_rows(streams, batches, stats, ended);
+    batches.release(&mut ended);
+    batches.reconcile(streams);
+    ended
+}
+
+fn step_rows(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatches, stats: &SharedBatchStats, mut ended: Vec<GenerationStream>) -> Vec<GenerationStream> {
     // Speculative rows: one round each, on their own (a failing round ends only that row).
     let mut spec_rows = 0;
     let mut spec_failed = Vec::new();
@@ -104,6 +123,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
         }
         return ended;
     }
+    batches.admit(streams);
     // Plan: decoding rows first, then prompt chunks within the budget, in arrival order.
     let mut plan: Vec<Planned> = Vec::new();
     for (i, s) in streams.iter().enumerate() {
@@ -112,7 +132,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
         }
         if !s.is_prefilling() {
             let (tokens, logits) = s.next_input(0);
-            plan.push(Planned { row: i, tokens, logits, lazy: s.lazy_input() });
+            plan.push(Planned { row: i, tokens, logits, lazy: s.lazy_input(), slot: batches.slot_of(s) });
         }
     }
     let mut budget = if plan.is_empty() && spec_rows == 0 { PREFILL_BUDGET_IDLE } else { PREFILL_BUDGET };
@@ -120,7 +140,7 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
         if s.is_prefilling() && budget > 0 && !s.steps_alone() {
             let (tokens, logits) = s.next_input(budget);
             budget -= tokens.len().min(budget);
-            plan.push(Planned { row: i, tokens, logits, lazy: None });
+            plan.push(Planned { row: i, tokens, logits, lazy: None, slot: None });
         }
     }
     let queued = streams.iter().filter(|s| s.is_prefilling()).count();
@@ -128,9 +148,10 @@ pub fn step(streams: &mut VecDeque<GenerationStream>, stats: &SharedBatchStats) 
         let mut st = stats.lock();
         st.record(plan.len() + spec_rows, queued);
         st.pipelined_rows += plan.iter().filter(|p| p.lazy.is_some()).count() as u64;
+        st.stacked_rows += plan.iter().filter(|p| p.slot.is_some()).count() as u64;
     }
 
-    let result = catch_unwind(AssertUnwindSafe(|| run_plan(streams, &plan, &mut ended)));
+    let result = catch_unwind(AssertUnwindSafe(|| run_plan(streams, batches, &plan, &mut ended)));
     let failed: Option<EngineError> = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
@@ -160,6 +181,25 @@ struct Planned {
     logits: bool,
     /// The input id still on the device (pipelined decode; `tokens` is then a placeholder).
     lazy: Option<Array>,
+    /// The row's slot in its model's stacked decode batch.
+    slot: Option<usize>,
+}
+
+/// The stacked rows' input ids in slot order, int32 [rows]: one constant when every id is on
+/// the host, else spliced with the pipelined ids still on the device.
+fn stacked_ids(plan: &[Planned], stacked: &[usize]) -> Result<Array, EngineError> {
+    if stacked.iter().all(|&p| plan[p].lazy.is_none()) {
+        let ids: Vec<i32> = stacked.iter().map(|&p| plan[p].tokens[0] as i32).collect();
+        return Ok(Array::from_slice(&ids, &[ids.len() as i32]));
+    }
+    let mut parts = Vec::with_capacity(stacked.len());
+    for &p in stacked {
+        parts.push(match &plan[p].lazy {
+            Some(id) => id.as_dtype(mlx_rs::Dtype::Int32)?.reshape(&[1])?,
+            None => Array::from_slice(&[plan[p].tokens[0] as i32], &[1]),
+        });
+    }
+    Ok(mlx_rs::ops::concatenate(&parts, 0)?)
 }
 
 /// Removes and returns the streams for which `pred` is true, keeping the others in order.
@@ -177,7 +217,7 @@ fn take_where(streams: &mut VecDeque<GenerationStream>, mut pred: impl FnMut(&mu
     taken
 }
 
-fn run_plan(streams: &mut VecDeque<GenerationStream>, plan: &[Planned], ended: &mut Vec<GenerationStream>) -> Result<(), EngineError> {
+fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatches, plan: &[Planned], ended: &mut Vec<GenerationStream>) -> Result<(), EngineError> {
     // One forward pass per model among the planned rows (streams of different models can be
     // active at once); rows keep plan order within their group.
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -191,21 +231,43 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, plan: &[Planned], ended: &
     let mut sampled: Vec<(usize, Array, Array)> = Vec::new();
     for group in &groups {
         let model = streams[plan[group[0]].row].model();
+        // The stacked rows come first, in slot order (the batch's row order), then the others.
+        let mut stacked: Vec<usize> = group.iter().copied().filter(|&p| plan[p].slot.is_some()).collect();
+        stacked.sort_by_key(|&p| plan[p].slot);
+        let rest: Vec<usize> = group.iter().copied().filter(|&p| plan[p].slot.is_none()).collect();
         let logits = {
+            let mut batch = if stacked.is_empty() { None } else { batches.get_mut(&model) };
+            if batch.as_ref().is_some_and(|b| b.rows() != stacked.len()) || (!stacked.is_empty() && batch.is_none()) {
+                return Err(EngineError::generation("internal error: stacked decode rows out of step with their batch"));
+            }
+            let ids = match &batch {
+                Some(_) => Some(stacked_ids(plan, &stacked)?),
+                None => None,
+            };
+            let placeholder = vec![0u32; stacked.len()];
             let mut by_index: Vec<Option<&mut GenerationStream>> = streams.iter_mut().map(Some).collect();
-            let mut segs: Vec<Segment<'_>> = Vec::with_capacity(group.len());
-            for &p in group {
+            let mut segs: Vec<Segment<'_>> = Vec::with_capacity(rest.len() + 1);
+            if let (Some(b), Some(ids)) = (batch.as_deref_mut(), ids.as_ref()) {
+                b.begin_step()?;
+                segs.push(Segment::stacked(&placeholder, ids, b));
+            }
+            for &p in &rest {
                 let planned = &plan[p];
                 let s = by_index[planned.row].take().expect("a stream is planned once");
-                segs.push(Segment { tokens: &planned.tokens, lazy: planned.lazy.as_ref(), cache: s.cache_mut(), logits: planned.logits });
+                segs.push(Segment { tokens: &planned.tokens, lazy: planned.lazy.as_ref(), cache: s.cache_mut(), logits: planned.logits, batch: None });
             }
-            model.model.forward_segments(&mut segs)?
+            let out = model.model.forward_segments(&mut segs);
+            drop(segs);
+            if let Some(b) = batch {
+                if out.is_ok() { b.end_step() } else { b.abandon_step() }
+            }
+            out?
         };
         let mut row = 0;
-        for &p in group {
+        for &p in stacked.iter().chain(rest.iter()) {
             let planned = &plan[p];
             streams[planned.row].fed(&planned.tokens);
-            if planned.logits {
+            if planned.logits || planned.slot.is_some() {
                 // Sample every row that produced logits; all rows are queued together below.
                 let (tok, lp) = streams[planned.row].sample_lazy(&logits.try_index(row)?)?;
                 sampled.push((planned.row, tok, lp));

@@ -12,6 +12,7 @@ use super::commands::{BatchReply, Command, LoadReply, StartStream, TokenizeReply
 use crate::services::draft_compat::{compatibility_report, DraftFacts};
 use serde_json::Value;
 use crate::error::{EngineError, EngineResult, ErrorCode};
+use super::decode_batch::DecodeBatches;
 use super::scheduler::{self, SharedBatchStats};
 use crate::generation::prefix_cache::PrefixCache;
 use crate::generation::stream::speculative::DEFAULT_DRAFT_TOKENS;
@@ -26,13 +27,15 @@ pub struct Worker {
     rx: Receiver<Command>,
     registry: ModelRegistry,
     streams: VecDeque<GenerationStream>,
+    /// The stacked caches of decode rows stepped together (see `decode_batch`).
+    batches: DecodeBatches,
     batch_stats: SharedBatchStats,
     prefix_cache: PrefixCache,
 }
 
 impl Worker {
     pub fn new(rx: Receiver<Command>, snapshot: ModelSnapshot, batch_stats: SharedBatchStats, prefix_cache: PrefixCache) -> Self {
-        Worker { rx, registry: ModelRegistry::new(snapshot), streams: VecDeque::new(), batch_stats, prefix_cache }
+        Worker { rx, registry: ModelRegistry::new(snapshot), streams: VecDeque::new(), batches: DecodeBatches::default(), batch_stats, prefix_cache }
     }
 
     pub fn run(mut self) {
@@ -68,12 +71,13 @@ impl Worker {
         for mut s in self.streams.drain(..) {
             s.abort(EngineError::new(ErrorCode::Cancelled, "Engine shut down"));
         }
+        self.batches.reconcile(&self.streams);
         self.registry.clear();
         self.prefix_cache.clear(None);
     }
 
     fn step_all(&mut self) {
-        for s in scheduler::step(&mut self.streams, &self.batch_stats) {
+        for s in scheduler::step(&mut self.streams, &mut self.batches, &self.batch_stats) {
             let (model, tokens, layers) = s.into_kv();
             self.prefix_cache.insert(&model, tokens, layers);
         }
@@ -154,6 +158,7 @@ impl Worker {
         let (gone, keep): (Vec<_>, Vec<_>) =
             self.streams.drain(..).partition(|s| s.model_id() == id || s.draft_id() == Some(id));
         self.streams = keep.into();
+        self.batches.reconcile(&self.streams);
         for mut s in gone {
             let msg = if s.model_id() == id {
                 format!("Model {id} was unloaded during generation")

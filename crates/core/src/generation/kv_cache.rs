@@ -76,6 +76,21 @@ impl KvCache {
         }
     }
 
+    /// A full cache's buffers and the positions they hold: (keys, values, offset) with keys and
+    /// values [1, kv_heads, capacity, head_dim]. `None` for window-limited or empty caches.
+    pub fn full_parts(&self) -> Option<(&Array, &Array, i32)> {
+        match &self.inner {
+            Inner::Full(FullCache { keys: Some(k), values: Some(v), offset }) => Some((k, v, *offset)),
+            _ => None,
+        }
+    }
+
+    /// A full cache over existing buffers ([1, kv_heads, capacity, head_dim]) whose first
+    /// `offset` positions are filled.
+    pub fn from_full(keys: Array, values: Array, offset: i32) -> Self {
+        KvCache { inner: Inner::Full(FullCache { keys: Some(keys), values: Some(values), offset }) }
+    }
+
     /// Bytes held by the cache buffers.
     pub fn nbytes(&self) -> usize {
         match &self.inner {

@@ -1,6 +1,7 @@
 //! Token generation: KV cache, sampler, structured-output constraints, per-stream state machine
 //! and the chunks it emits.
 
+pub mod batch_kv;
 pub mod chunk;
 pub mod constraint;
 pub mod kv_cache;

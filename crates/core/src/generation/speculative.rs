@@ -22,7 +22,7 @@
 use std::rc::Rc;
 
 use mlx_rs::ops::indexing::argmax_axis;
-use mlx_rs::{ops, Dtype};
+use mlx_rs::{ops, Array, Dtype};
 
 use super::{GenerationStream, Step};
 use crate::error::EngineResult;
@@ -128,7 +128,11 @@ impl GenerationStream {
         let t = self.kv_tokens.len();
 
         // 1. Draft proposals (the draft first catches up with everything it has not seen).
+        //    Greedy proposals stay on the device: each draft pass is fed the previous pass's
+        //    argmax lazily, and the verification pass below is built on them too, so the host
+        //    waits for the device once per round instead of once per proposal.
         let mut drafts: Vec<u32> = Vec::with_capacity(k);
+        let mut lazy_drafts: Vec<Array> = Vec::with_capacity(k);
         let mut q_rows: Vec<Vec<f64>> = Vec::with_capacity(k);
         if k > 0 {
             let mut input: Vec<u32> = self.kv_tokens[spec.fed..].to_vec();
@@ -140,36 +144,44 @@ impl GenerationStream {
                 input = rest;
             }
             for _ in 0..k {
-                let logits = spec.draft.model.forward_segments(&mut [Segment::ids(&input, &mut spec.cache, true)])?;
-                spec.fed += input.len();
-                let d = if greedy {
-                    let id = argmax_axis(&logits, -1, None)?;
-                    id.eval()?;
-                    id.as_dtype(Dtype::Uint32)?.as_slice::<u32>()[0]
+                let logits = match lazy_drafts.last() {
+                    Some(prev) => spec.draft.model.forward_segments(&mut [Segment { tokens: &[0], lazy: Some(prev), cache: &mut spec.cache, logits: true, batch: None }])?,
+                    None => spec.draft.model.forward_segments(&mut [Segment::ids(&input, &mut spec.cache, true)])?,
+                };
+                spec.fed += if lazy_drafts.is_empty() && drafts.is_empty() { input.len() } else { 1 };
+                if greedy {
+                    lazy_drafts.push(argmax_axis(&logits, -1, None)?.as_dtype(Dtype::Int32)?.reshape(&[1])?);
                 } else {
                     let f = self.sampler.filtered_logprobs(&logits)?;
                     f.eval()?;
                     let q = probs(f.as_slice::<f32>());
                     let d = sample(&q, spec.rng.next_f64());
                     q_rows.push(q);
-                    d
-                };
-                drafts.push(d);
-                input = vec![d];
+                    drafts.push(d);
+                    input = vec![d];
+                }
             }
         }
 
         // 2. Target verification: y and every proposal in one pass, logits for each position.
-        let mut verify = Vec::with_capacity(k + 1);
-        verify.push(y);
-        verify.extend_from_slice(&drafts);
-        let logits = self.model.model.forward_all(&verify, &mut self.cache)?.as_dtype(Dtype::Float32)?;
+        let placeholder = vec![0u32; k + 1];
+        let verify_ids = if greedy {
+            let mut parts = vec![Array::from_slice(&[y as i32], &[1])];
+            parts.extend(lazy_drafts.iter().cloned());
+            Some(ops::concatenate(&parts, 0)?)
+        } else {
+            None
+        };
+        let verify: Vec<u32> = if greedy { placeholder } else { std::iter::once(y).chain(drafts.iter().copied()).collect() };
+        let logits = self.model.model.forward_all(&verify, verify_ids.as_ref(), &mut self.cache)?.as_dtype(Dtype::Float32)?;
 
         // 3. Acceptance.
         let (n, emitted): (usize, Vec<(u32, f32)>) = if greedy {
             let ids = argmax_axis(&logits, -1, None)?.as_dtype(Dtype::Uint32)?;
             let lps = ops::max_axis(&log_softmax(&logits)?, -1, false)?;
-            mlx_rs::transforms::eval([&ids, &lps])?;
+            let fed = verify_ids.expect("greedy rounds verify device ids");
+            mlx_rs::transforms::eval([&ids, &lps, &fed])?;
+            drafts = fed.as_slice::<i32>()[1..].iter().map(|&d| d as u32).collect();
             let (ids, lps) = (ids.as_slice::<u32>(), lps.as_slice::<f32>());
             let n = drafts.iter().zip(ids).take_while(|(d, t)| d == t).count();
             (n, (0..=n).map(|i| (ids[i], lps[i])).collect())

@@ -254,6 +254,21 @@ impl GenerationStream {
         (self.model.id.clone(), self.kv_tokens, self.cache)
     }
 
+    /// Moves the KV cache out (into a stacked decode batch); the stream holds none until
+    /// [`Self::restore_cache`].
+    pub fn take_cache(&mut self) -> Vec<KvCache> {
+        std::mem::take(&mut self.cache)
+    }
+
+    pub fn restore_cache(&mut self, cache: Vec<KvCache>) {
+        self.cache = cache;
+    }
+
+    /// A plain decode row: prompt fed and stepped in the batched pass (not alone).
+    pub fn is_plain_decode(&self) -> bool {
+        !self.is_prefilling() && !self.steps_alone()
+    }
+
     pub fn cache_mut(&mut self) -> &mut [KvCache] {
         &mut self.cache
     }

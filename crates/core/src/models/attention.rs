@@ -8,7 +8,8 @@ use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array};
 
 use super::causal::Segment;
-use super::rope::Rope;
+use super::rope::{Rope, RotaryTables};
+use crate::generation::batch_kv::BatchKv;
 
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
@@ -21,6 +22,8 @@ pub(crate) struct AttnSpec<'a> {
     pub rope: &'a Rope,
     /// Per-head RMSNorm weights for queries and keys (qwen3-style), with their epsilon.
     pub qk_norm: Option<(&'a Array, &'a Array, f32)>,
+    /// Explicit rotary tables replacing `rope` (one segment; multimodal positions).
+    pub tables: Option<&'a RotaryTables>,
 }
 
 /// q/k/v: projected [1, T, heads*head_dim] / [1, T, kv_heads*head_dim] over all segments'
@@ -34,6 +37,11 @@ pub(crate) fn segment_attention(spec: &AttnSpec<'_>, layer: usize, q_all: &Array
         let part = |t: &Array| -> MlxResult<Array> {
             if single { Ok(t.clone()) } else { t.try_index((.., start..start + len, ..)) }
         };
+        if let Some(batch) = seg.batch.as_deref_mut() {
+            outs.push(stacked_decode(spec, layer, &part(q_all)?, &part(k_all)?, &part(v_all)?, batch)?);
+            start += len;
+            continue;
+        }
         let heads = |t: Array, n: i32, norm: Option<&Array>| -> MlxResult<Array> {
             let t = t.reshape(&[1, len, n, spec.head_dim])?;
             let t = match (norm, spec.qk_norm) {
@@ -51,8 +59,10 @@ pub(crate) fn segment_attention(spec: &AttnSpec<'_>, layer: usize, q_all: &Array
         let v = heads(part(v_all)?, spec.kv_heads, None)?;
         let cache = &mut seg.cache[layer];
         let offset = cache.offset();
-        let q = spec.rope.apply(&q, offset)?;
-        let k = spec.rope.apply(&k, offset)?;
+        let (q, k) = match spec.tables {
+            Some(t) => (t.apply(&q)?, t.apply(&k)?),
+            None => (spec.rope.apply(&q, offset)?, spec.rope.apply(&k, offset)?),
+        };
         let (keys, values) = cache.update(&k, &v)?;
         let out = if len > 1 {
             super::sdpa::causal(&q, &keys, &values, spec.scale)?
@@ -63,6 +73,34 @@ pub(crate) fn segment_attention(spec: &AttnSpec<'_>, layer: usize, q_all: &Array
         start += len;
     }
     if single { Ok(outs.pop().unwrap()) } else { ops::concatenate(&outs, 1) }
+}
+
+/// The stacked decode rows: q/k/v [1, rows, n*head_dim], one token per row → [1, rows,
+/// heads*head_dim]. Each row attends to its own slot of `batch` (its history plus this token).
+fn stacked_decode(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &Array, batch: &mut BatchKv) -> MlxResult<Array> {
+    let rows = q.shape()[1];
+    // [1, rows, n*d] → [rows, n, 1, d]: each row is a batch entry with one query position.
+    let heads = |t: &Array, n: i32, norm: Option<&Array>| -> MlxResult<Array> {
+        let t = t.reshape(&[rows, 1, n, spec.head_dim])?;
+        let t = match (norm, spec.qk_norm) {
+            (Some(w), Some((_, _, eps))) => fast::rms_norm(&t, Some(w), eps)?,
+            _ => t,
+        };
+        t.transpose_axes(&[0, 2, 1, 3])
+    };
+    let (qn, kn) = match spec.qk_norm {
+        Some((q, k, _)) => (Some(q), Some(k)),
+        None => (None, None),
+    };
+    let q = spec.rope.apply_at(&heads(q, spec.heads, qn)?, batch.positions())?;
+    let k = spec.rope.apply_at(&heads(k, spec.kv_heads, kn)?, batch.positions())?;
+    let v = heads(v, spec.kv_heads, None)?;
+    let (keys, values, mask) = batch.update(layer, &k, &v)?;
+    let out = match &mask {
+        Some(m) => fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, fast::ScaledDotProductAttentionMask::Array(m), None)?,
+        None => fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, None, None)?,
+    };
+    out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, rows, spec.heads * spec.head_dim])
 }
 
 /// Splits the last axis of `x` at the given boundaries (fused projections: qkv, gate_up).

@@ -10,6 +10,7 @@ use super::gemma3::Gemma3Model;
 use super::llama::LlamaModel;
 use super::phi3::Phi3Model;
 use super::qwen3_moe::MoeModel;
+use crate::generation::batch_kv::BatchKv;
 use crate::generation::kv_cache::KvCache;
 
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
@@ -27,6 +28,9 @@ pub struct Segment<'a> {
     pub cache: &'a mut [KvCache],
     /// Whether the caller needs logits for the segment's last token.
     pub logits: bool,
+    /// Set for the stacked decode rows of a batch (`BatchKv`): one token per row, `lazy` holds
+    /// their ids ([rows]), `cache` is empty, and the pass returns logits for EVERY row.
+    pub batch: Option<&'a mut BatchKv>,
 }
 
 pub enum CausalModel {
@@ -62,16 +66,25 @@ impl CausalModel {
         dispatch!(self, m => m.forward_segments(segs))
     }
 
+    /// Whether decode rows of this model may be stacked into one `BatchKv` (a segment with
+    /// `batch` set): every family whose attention layers keep every position.
+    pub fn supports_stacked_decode(&self) -> bool {
+        !matches!(self, CausalModel::Gemma3(_))
+    }
+
     /// ids: int32 [1, L] → logits [1, 1, vocab] (`last_only`) or [1, L, vocab].
     pub fn forward(&self, ids: &Array, cache: &mut [KvCache], last_only: bool) -> MlxResult<Array> {
         dispatch!(self, m => m.forward(ids, cache, last_only))
     }
 
     /// One sequence's tokens through the model, logits for EVERY position: [L, vocab]
-    /// (speculative decoding's verification pass scores all proposed tokens at once).
-    pub fn forward_all(&self, tokens: &[u32], cache: &mut [KvCache]) -> MlxResult<Array> {
-        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-        let logits = self.forward(&Array::from_slice(&ids, &[1, ids.len() as i32]), cache, false)?;
+    /// (speculative decoding's verification pass scores all proposed tokens at once). With
+    /// `lazy` (int32 [L], possibly not yet computed) the ids come from the device and `tokens`
+    /// is a placeholder of the same length, so no host sync is needed to build the pass.
+    pub fn forward_all(&self, tokens: &[u32], lazy: Option<&Array>, cache: &mut [KvCache]) -> MlxResult<Array> {
+        let mut seg = [Segment { tokens, lazy, cache, logits: true, batch: None }];
+        let h = dispatch!(self, m => m.hidden_states(&mut seg))?;
+        let logits = dispatch!(self, m => m.project(&h))?;
         let vocab = *logits.shape().last().unwrap();
         logits.reshape(&[tokens.len() as i32, vocab])
     }
@@ -93,7 +106,13 @@ impl CausalModel {
 impl<'a> Segment<'a> {
     /// A segment of known token ids.
     pub fn ids(tokens: &'a [u32], cache: &'a mut [KvCache], logits: bool) -> Self {
-        Segment { tokens, lazy: None, cache, logits }
+        Segment { tokens, lazy: None, cache, logits, batch: None }
+    }
+
+    /// The stacked decode rows of `batch`, fed `ids` (int32 [rows], on the device or not);
+    /// `placeholder` is any slice of `rows` tokens (only its length is read).
+    pub fn stacked(placeholder: &'a [u32], ids: &'a Array, batch: &'a mut BatchKv) -> Self {
+        Segment { tokens: placeholder, lazy: Some(ids), cache: &mut [], logits: true, batch: Some(batch) }
     }
 }
 
@@ -151,8 +170,11 @@ pub(crate) fn logit_rows(segs: &[Segment<'_>]) -> (Vec<i32>, i32) {
     let mut last = Vec::new();
     let mut pos = 0i32;
     for s in segs.iter() {
+        let start = pos;
         pos += s.tokens.len() as i32;
-        if s.logits {
+        if s.batch.is_some() {
+            last.extend(start..pos);
+        } else if s.logits {
             last.push(pos - 1);
         }
     }
@@ -164,7 +186,7 @@ pub(crate) fn select_rows(h: &Array, segs: &[Segment<'_>]) -> MlxResult<Array> {
     use mlx_rs::ops::indexing::TryIndexOp;
     let (last, total) = logit_rows(segs);
     let rows = last.len() as i32;
-    if rows == 1 && last[0] == total - 1 && segs.len() == 1 {
+    if rows == 1 && last[0] == total - 1 && segs.len() == 1 && segs[0].batch.is_none() {
         h.try_index((.., total - 1.., ..))
     } else {
         h.take_axis(&Array::from_slice(&last, &[rows]), 1)

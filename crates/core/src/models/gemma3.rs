@@ -227,6 +227,11 @@ fn load_block(c: &ModelConfig, w: &WeightMap, i: i32, sliding: bool) -> EngineRe
 
 impl DecoderStack for Gemma3Model {
     fn hidden_states(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        if segs.iter().any(|s| s.batch.is_some()) {
+            // Sliding-window layers keep window-limited caches, which do not stack
+            // (`CausalModel::supports_stacked_decode`); the scheduler never sends such rows.
+            return Err(mlx_rs::error::Exception::custom("gemma3 rows cannot be stacked"));
+        }
         let h = self.embed_tokens.lookup(&input_ids(segs)?)?;
         // mlx-lm multiplies by sqrt(hidden) rounded to bfloat16.
         let scale = Array::from_f32((self.config.hidden_size as f64).sqrt() as f32).as_dtype(Dtype::Bfloat16)?.as_dtype(h.dtype())?;

@@ -9,6 +9,8 @@ use mlx_rs::{nn, ops, Array};
 use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, segment_logits, DecoderStack, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear};
+use super::attention::{segment_attention, AttnSpec};
+pub use super::rope::RotaryTables;
 use super::rope::Rope;
 use super::weights::WeightMap;
 use crate::error::{EngineError, EngineResult};
@@ -36,25 +38,6 @@ struct Block {
     post_attention_layernorm: Array,
     attn: Attention,
     mlp: Mlp,
-}
-
-/// Explicit rotary tables for one sequence (cos and sin, [1, 1, L, head_dim]), applied as
-/// `x·cos + rotate_half(x)·sin` instead of the configured rope: the hook multimodal position
-/// schemes (Qwen2-VL's M-RoPE, where image tokens carry 3-D positions) use.
-pub struct RotaryTables {
-    pub cos: Array,
-    pub sin: Array,
-}
-
-impl RotaryTables {
-    fn apply(&self, x: &Array) -> MlxResult<Array> {
-        use mlx_rs::ops::indexing::TryIndexOp;
-        let half = x.shape()[3] / 2;
-        let x1 = x.try_index((.., .., .., ..half))?;
-        let x2 = x.try_index((.., .., .., half..))?;
-        let rotated = ops::concatenate(&[ops::negative(&x2)?, x1], 3)?;
-        ops::add(&ops::multiply(x, &self.cos)?, &ops::multiply(&rotated, &self.sin)?)
-    }
 }
 
 pub struct LlamaModel {
@@ -129,46 +112,19 @@ impl LlamaModel {
 
     fn attention(&self, a: &Attention, layer: usize, x: &Array, segs: &mut [Segment<'_>], rot: Option<&RotaryTables>) -> MlxResult<Array> {
         let c = &self.config;
-        let q_all = a.q_proj.forward(x)?;
-        let k_all = a.k_proj.forward(x)?;
-        let v_all = a.v_proj.forward(x)?;
-        let single = segs.len() == 1;
-        let mut outs = Vec::with_capacity(segs.len());
-        let mut start = 0i32;
-        for seg in segs.iter_mut() {
-            let len = seg.tokens.len() as i32;
-            let part = |t: &Array| -> MlxResult<Array> {
-                use mlx_rs::ops::indexing::TryIndexOp;
-                if single { Ok(t.clone()) } else { t.try_index((.., start..start + len, ..)) }
-            };
-            let heads = |t: Array, n: i32, norm: &Option<Array>| -> MlxResult<Array> {
-                let t = t.reshape(&[1, len, n, c.head_dim])?;
-                let t = match norm {
-                    Some(w) => fast::rms_norm(&t, Some(w), c.rms_norm_eps)?,
-                    None => t,
-                };
-                t.transpose_axes(&[0, 2, 1, 3])
-            };
-            let q = heads(part(&q_all)?, c.num_attention_heads, &a.q_norm)?;
-            let k = heads(part(&k_all)?, c.num_key_value_heads, &a.k_norm)?;
-            let v = heads(part(&v_all)?, c.num_key_value_heads, &None)?;
-            let cache = &mut seg.cache[layer];
-            let offset = cache.offset();
-            let (q, k) = match rot {
-                Some(r) => (r.apply(&q)?, r.apply(&k)?),
-                None => (self.rope.apply(&q, offset)?, self.rope.apply(&k, offset)?),
-            };
-            let (keys, values) = cache.update(&k, &v)?;
-            let scale = (c.head_dim as f32).powf(-0.5);
-            let out = if len > 1 {
-                super::sdpa::causal(&q, &keys, &values, scale)?
-            } else {
-                fast::scaled_dot_product_attention(&q, &keys, &values, scale, None, None)?
-            };
-            outs.push(out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, len, c.num_attention_heads * c.head_dim])?);
-            start += len;
-        }
-        let out = if single { outs.pop().unwrap() } else { ops::concatenate(&outs, 1)? };
+        let spec = AttnSpec {
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            scale: (c.head_dim as f32).powf(-0.5),
+            rope: &self.rope,
+            qk_norm: match (&a.q_norm, &a.k_norm) {
+                (Some(q), Some(k)) => Some((q, k, c.rms_norm_eps)),
+                _ => None,
+            },
+            tables: rot,
+        };
+        let out = segment_attention(&spec, layer, &a.q_proj.forward(x)?, &a.k_proj.forward(x)?, &a.v_proj.forward(x)?, segs)?;
         a.o_proj.forward(&out)
     }
 }

@@ -77,6 +77,7 @@ impl Phi3Model {
             scale: (c.head_dim as f32).powf(-0.5),
             rope: &self.rope,
             qk_norm: None,
+            tables: None,
         };
         let attn = segment_attention(&spec, layer, &qkv[0], &qkv[1], &qkv[2], segs)?;
         let h = ops::add(x, &b.o_proj.forward(&attn)?)?;

@@ -129,6 +129,7 @@ impl MoeModel {
             scale: (c.head_dim as f32).powf(-0.5),
             rope: &self.rope,
             qk_norm: b.q_norm.as_ref().zip(b.k_norm.as_ref()).map(|(q, k)| (q, k, c.rms_norm_eps)),
+            tables: None,
         };
         let (q, k, v) = (b.q_proj.forward(&normed)?, b.k_proj.forward(&normed)?, b.v_proj.forward(&normed)?);
         let attn = segment_attention(&spec, layer, &q, &k, &v, segs)?;

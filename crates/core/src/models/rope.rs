@@ -8,6 +8,25 @@ use mlx_rs::{fast, ops, Array};
 
 use super::config::RopeScaling;
 
+/// Explicit rotary tables for one sequence (cos and sin, [1, 1, L, head_dim]), applied as
+/// `x·cos + rotate_half(x)·sin` instead of the configured rope: the hook multimodal position
+/// schemes (Qwen2-VL's M-RoPE, where image tokens carry 3-D positions) use.
+pub struct RotaryTables {
+    pub cos: Array,
+    pub sin: Array,
+}
+
+impl RotaryTables {
+    pub(crate) fn apply(&self, x: &Array) -> Result<Array, mlx_rs::error::Exception> {
+        use mlx_rs::ops::indexing::TryIndexOp;
+        let half = x.shape()[3] / 2;
+        let x1 = x.try_index((.., .., .., ..half))?;
+        let x2 = x.try_index((.., .., .., half..))?;
+        let rotated = ops::concatenate(&[ops::negative(&x2)?, x1], 3)?;
+        ops::add(&ops::multiply(x, &self.cos)?, &ops::multiply(&rotated, &self.sin)?)
+    }
+}
+
 pub struct Rope {
     dims: i32,
     traditional: bool,
@@ -57,6 +76,19 @@ impl Rope {
             &scaled
         };
         fast::rope(x, self.dims, self.traditional, self.base, self.scale, offset, self.freqs.as_ref())
+    }
+
+    /// x: [B, heads, 1, head_dim], entry b at position `offsets[b]` (int32 [B]): the stacked
+    /// decode rows of a batch, each at its own offset, in one call.
+    pub fn apply_at(&self, x: &Array, offsets: &Array) -> Result<Array, mlx_rs::error::Exception> {
+        let scaled;
+        let x = if self.input_scale == 1.0 {
+            x
+        } else {
+            scaled = self.scale_rotated(x)?;
+            &scaled
+        };
+        fast::rope_dynamic(x, self.dims, self.traditional, self.base, self.scale, offsets, self.freqs.as_ref())
     }
 
     fn scale_rotated(&self, x: &Array) -> Result<Array, mlx_rs::error::Exception> {
