@@ -14,9 +14,17 @@ use crate::services::model_lifecycle::LoadedModel;
 #[derive(Default)]
 pub struct DecodeBatches {
     groups: Vec<(Rc<LoadedModel>, BatchKv)>,
+    /// Names batch samples (`DeviceSample::group`); 0 is never used.
+    samples: u64,
 }
 
 impl DecodeBatches {
+    /// A fresh batch-sample id.
+    pub fn next_group(&mut self) -> u64 {
+        self.samples += 1;
+        self.samples
+    }
+
     pub fn get_mut(&mut self, model: &Rc<LoadedModel>) -> Option<&mut BatchKv> {
         self.groups.iter_mut().find(|(m, _)| Rc::ptr_eq(m, model)).map(|(_, b)| b)
     }

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::decode_batch::DecodeBatches;
 use crate::error::EngineError;
-use crate::generation::stream::{GenerationStream, Step};
+use crate::generation::stream::{DeviceSample, GenerationStream, Step};
 use crate::models::Segment;
 
 /// Prompt tokens fed per step across all prefilling streams while other streams decode
@@ -132,7 +132,7 @@ fn step_rows(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatch
         }
         if !s.is_prefilling() {
             let (tokens, logits) = s.next_input(0);
-            plan.push(Planned { row: i, tokens, logits, lazy: s.lazy_input(), slot: batches.slot_of(s) });
+            plan.push(Planned { row: i, tokens, logits, lazy: s.lazy_input(), slot: batches.slot_of(s), group: s.inflight_row() });
         }
     }
     let mut budget = if plan.is_empty() && spec_rows == 0 { PREFILL_BUDGET_IDLE } else { PREFILL_BUDGET };
@@ -140,7 +140,7 @@ fn step_rows(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatch
         if s.is_prefilling() && budget > 0 && !s.steps_alone() {
             let (tokens, logits) = s.next_input(budget);
             budget -= tokens.len().min(budget);
-            plan.push(Planned { row: i, tokens, logits, lazy: None, slot: None });
+            plan.push(Planned { row: i, tokens, logits, lazy: None, slot: None, group: None });
         }
     }
     let queued = streams.iter().filter(|s| s.is_prefilling()).count();
@@ -183,11 +183,21 @@ struct Planned {
     lazy: Option<Array>,
     /// The row's slot in its model's stacked decode batch.
     slot: Option<usize>,
+    /// The batch sample (group, row) its lazy input is an entry of.
+    group: Option<(u64, usize)>,
 }
 
 /// The stacked rows' input ids in slot order, int32 [rows]: one constant when every id is on
 /// the host, else spliced with the pipelined ids still on the device.
-fn stacked_ids(plan: &[Planned], stacked: &[usize]) -> Result<Array, EngineError> {
+fn stacked_ids(plan: &[Planned], stacked: &[usize], last: Option<&(u64, Array)>) -> Result<Array, EngineError> {
+    // Every row feeds back its own entry of the last batch sample, at the same position: that
+    // array is the input as it is (the steady state of a stacked batch).
+    if let Some((group, tokens)) = last {
+        let same = tokens.shape() == [stacked.len() as i32] && stacked.iter().enumerate().all(|(i, &p)| plan[p].group == Some((*group, i)));
+        if same {
+            return Ok(tokens.as_dtype(mlx_rs::Dtype::Int32)?);
+        }
+    }
     if stacked.iter().all(|&p| plan[p].lazy.is_none()) {
         let ids: Vec<i32> = stacked.iter().map(|&p| plan[p].tokens[0] as i32).collect();
         return Ok(Array::from_slice(&ids, &[ids.len() as i32]));
@@ -200,6 +210,15 @@ fn stacked_ids(plan: &[Planned], stacked: &[usize]) -> Result<Array, EngineError
         });
     }
     Ok(mlx_rs::ops::concatenate(&parts, 0)?)
+}
+
+/// Greedy ids and their log-probabilities for logits [rows, vocab] → ([rows] uint32, [rows] f32).
+fn greedy_rows(logits: &Array) -> Result<(Array, Array), EngineError> {
+    let logits = logits.as_dtype(mlx_rs::Dtype::Float32)?;
+    let tokens = mlx_rs::ops::indexing::argmax_axis(&logits, -1, None)?;
+    let rows = tokens.shape()[0];
+    let logprobs = crate::generation::sampler::log_softmax(&logits)?.take_along_axis(&tokens.reshape(&[rows, 1])?, -1)?.reshape(&[rows])?;
+    Ok((tokens, logprobs))
 }
 
 /// Removes and returns the streams for which `pred` is true, keeping the others in order.
@@ -228,7 +247,7 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatche
             None => groups.push(vec![p]),
         }
     }
-    let mut sampled: Vec<(usize, Array, Array)> = Vec::new();
+    let mut sampled: Vec<(usize, DeviceSample)> = Vec::new();
     for group in &groups {
         let model = streams[plan[group[0]].row].model();
         // The stacked rows come first, in slot order (the batch's row order), then the others.
@@ -241,7 +260,7 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatche
                 return Err(EngineError::generation("internal error: stacked decode rows out of step with their batch"));
             }
             let ids = match &batch {
-                Some(_) => Some(stacked_ids(plan, &stacked)?),
+                Some(b) => Some(stacked_ids(plan, &stacked, b.last_sample.as_ref())?),
                 None => None,
             };
             let placeholder = vec![0u32; stacked.len()];
@@ -264,20 +283,39 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatche
             out?
         };
         let mut row = 0;
+        // Stacked rows that all decode greedily are sampled together: one argmax and one
+        // log-softmax over [rows, vocab] instead of a handful of operations per row.
+        if !stacked.is_empty() && stacked.iter().all(|&p| streams[plan[p].row].samples_plain_greedy()) {
+            let rows = stacked.len() as i32;
+            let (tokens, logprobs) = greedy_rows(&logits.try_index(..rows)?)?;
+            let group = batches.next_group();
+            for (i, &p) in stacked.iter().enumerate() {
+                streams[plan[p].row].fed(&plan[p].tokens);
+                sampled.push((plan[p].row, DeviceSample { token: tokens.clone(), logprob: logprobs.clone(), row: Some(i), group }));
+            }
+            if let Some(b) = batches.get_mut(&model) {
+                b.last_sample = Some((group, tokens));
+            }
+            row = stacked.len() as i32;
+        }
+        let sampled_together = row > 0;
         for &p in stacked.iter().chain(rest.iter()) {
             let planned = &plan[p];
+            if planned.slot.is_some() && sampled_together {
+                continue;
+            }
             streams[planned.row].fed(&planned.tokens);
             if planned.logits || planned.slot.is_some() {
                 // Sample every row that produced logits; all rows are queued together below.
                 let (tok, lp) = streams[planned.row].sample_lazy(&logits.try_index(row)?)?;
-                sampled.push((planned.row, tok, lp));
+                sampled.push((planned.row, DeviceSample::single(tok, lp)));
                 row += 1;
             }
         }
     }
     // Queue this step's work, then read the samples the previous step left on the device (fed
     // lazily above) while it runs: the host's detokenizing overlaps the device's compute.
-    let arrays: Vec<&Array> = sampled.iter().flat_map(|(_, t, l)| [t, l]).collect();
+    let arrays: Vec<&Array> = sampled.iter().flat_map(|(_, d)| [&d.token, &d.logprob]).collect();
     mlx_rs::transforms::async_eval(arrays)?;
     let mut done = Vec::new();
     for p in plan {
@@ -285,12 +323,12 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatche
             done.push(p.row);
         }
     }
-    for (i, tok, lp) in sampled {
+    for (i, sample) in sampled {
         // A row that ended on its previous sample drops this one (computed one step ahead).
         if done.contains(&i) {
             continue;
         }
-        if let Step::Done = streams[i].take_sample(tok, lp) {
+        if let Step::Done = streams[i].take_sample(sample) {
             done.push(i);
         }
     }

@@ -38,6 +38,9 @@ pub struct BatchKv {
     dtype: Dtype,
     /// Index arrays of the step being built (`begin_step` .. `end_step`).
     step: Option<StepIndex>,
+    /// The last step's greedy ids of all rows ([rows], on the device) and that batch sample's
+    /// id: when every row feeds its entry back at its own slot, the array is the next input.
+    pub last_sample: Option<(u64, Array)>,
 }
 
 struct StepIndex {
@@ -54,7 +57,7 @@ struct StepIndex {
 
 impl Default for BatchKv {
     fn default() -> Self {
-        BatchKv { layers: Vec::new(), offsets: Vec::new(), owners: Vec::new(), slot_cap: 0, cap: 0, kv_heads: 0, head_dim: 0, dtype: Dtype::Float32, step: None }
+        BatchKv { layers: Vec::new(), offsets: Vec::new(), owners: Vec::new(), slot_cap: 0, cap: 0, kv_heads: 0, head_dim: 0, dtype: Dtype::Float32, step: None, last_sample: None }
     }
 }
 

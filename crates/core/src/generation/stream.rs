@@ -76,9 +76,9 @@ pub struct GenerationStream {
     /// Pipelined decode: the last sample (token, logprob) still on the device, not yet read by
     /// the host. The next step feeds it to the model lazily and reads it only after queueing
     /// that step's work, so the device never idles while the host detokenizes and builds graphs.
-    inflight: Option<(Array, Array)>,
+    inflight: Option<DeviceSample>,
     /// The inflight sample after it was fed in this step, awaiting [`Self::settle_fed`].
-    fed_inflight: Option<(Array, Array)>,
+    fed_inflight: Option<DeviceSample>,
     /// Image inputs and M-RoPE state when the request carried images (see `vision_step`).
     vision: Option<vision_step::VisionState>,
 }
@@ -86,6 +86,43 @@ pub struct GenerationStream {
 pub enum Step {
     Continue,
     Done,
+}
+
+/// A sampled id and its log-probability, still on the device: the row's own scalars, or row
+/// `row` of arrays [rows] that a batch of greedy rows was sampled into at once (`group` names
+/// that batch sample, so the next step can feed the whole array back unchanged).
+#[derive(Clone)]
+pub struct DeviceSample {
+    pub token: Array,
+    pub logprob: Array,
+    pub row: Option<usize>,
+    pub group: u64,
+}
+
+impl DeviceSample {
+    pub fn single(token: Array, logprob: Array) -> Self {
+        DeviceSample { token, logprob, row: None, group: 0 }
+    }
+
+    /// Waits for the sample and reads it.
+    fn read(&self) -> (u32, f32) {
+        match self.row {
+            None => (self.token.item_cast::<u32>(), self.logprob.item_cast::<f32>()),
+            Some(i) => (self.token.as_slice::<u32>()[i], self.logprob.as_slice::<f32>()[i]),
+        }
+    }
+
+    /// The id as an array [1] (lazy).
+    fn id(&self) -> Array {
+        match self.row {
+            None => self.token.clone(),
+            Some(i) => {
+                use mlx_rs::ops::indexing::TryIndexOp;
+                let i = i as i32;
+                self.token.try_index(i..i + 1).expect("a batch sample row is in range")
+            }
+        }
+    }
 }
 
 impl GenerationStream {
@@ -194,7 +231,18 @@ impl GenerationStream {
 
     /// The inflight sample's id on the device, when the next input is one (pipelined decode).
     pub fn lazy_input(&self) -> Option<Array> {
-        self.inflight.as_ref().map(|(t, _)| t.clone())
+        self.inflight.as_ref().map(DeviceSample::id)
+    }
+
+    /// The batch sample (group, row) the inflight id belongs to, when it was sampled with others.
+    pub fn inflight_row(&self) -> Option<(u64, usize)> {
+        self.inflight.as_ref().and_then(|s| s.row.map(|r| (s.group, r)))
+    }
+
+    /// Whether this row's next sample is plain greedy argmax (temperature 0, no penalties, no
+    /// grammar), so it can be sampled together with other such rows.
+    pub fn samples_plain_greedy(&self) -> bool {
+        self.guide.is_none() && !self.grammar_done && self.sampler.params().temperature <= 0.0 && !self.sampler.has_penalties()
     }
 
     /// Marks the input from [`Self::next_input`] as fed (now held by the KV cache). A lazily fed
@@ -212,10 +260,10 @@ impl GenerationStream {
     /// Reads and emits the sample that this step fed lazily (call after queueing the step's own
     /// work, so the wait overlaps with it). `None` when nothing was fed lazily.
     pub fn settle_fed(&mut self) -> Option<Step> {
-        let (token, lp) = self.fed_inflight.take()?;
-        let id = token.item_cast::<u32>();
+        let sample = self.fed_inflight.take()?;
+        let (id, lp) = sample.read();
         self.kv_tokens.push(id);
-        Some(self.accept(id, lp.item_cast::<f32>()))
+        Some(self.accept(id, lp))
     }
 
     /// Takes this step's (queued) sample: keeps it on the device for the next step to feed when
@@ -223,17 +271,18 @@ impl GenerationStream {
     /// not steer the next step's graph on the host: no grammar (its mask needs the id), no
     /// penalties (their history needs it), no speculation, and not the last token by maxTokens
     /// (so a fed sample is never wasted for length). An EOS or stop sample costs one extra step.
-    pub fn take_sample(&mut self, token: Array, lp: Array) -> Step {
+    pub fn take_sample(&mut self, sample: DeviceSample) -> Step {
         let pipelines = self.guide.is_none()
             && self.spec.is_none()
             && !self.grammar_done
             && !self.sampler.has_penalties()
             && self.generated + 1 < self.req.max_tokens;
         if pipelines {
-            self.inflight = Some((token, lp));
+            self.inflight = Some(sample);
             Step::Continue
         } else {
-            self.accept(token.item_cast::<u32>(), lp.item_cast::<f32>())
+            let (id, lp) = sample.read();
+            self.accept(id, lp)
         }
     }
 
