@@ -50,6 +50,9 @@ def main():
     ttft, total, n = single(model, prompts["long"], gen)
     chat_ttft, _, _ = single(model, prompts["chat"], 1)
     aggregate = {}
+    # warm-up of the batched path (first-use kernels), as bench_engine does: widest batch, 4 tokens
+    widest = max(concurrency)
+    batched(model, [prompts["batch"][i % len(prompts["batch"])] for i in range(widest)], 4)
     for c in concurrency:
         ps = [prompts["batch"][i % len(prompts["batch"])] for i in range(c)]
         aggregate[str(c)] = batched(model, ps, gen)

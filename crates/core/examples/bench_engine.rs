@@ -40,6 +40,14 @@ async fn main() {
 
     let mut aggregate = serde_json::Map::new();
     let batch = prompts["batch"].as_array().unwrap();
+    // warm-up of the batched path (first-use kernels of stacked decode), as bench/mlx_lm_bench.py
+    // does for its BatchGenerator: the largest concurrency, a few tokens each
+    let widest = concurrency.iter().copied().max().unwrap_or(1);
+    let mut warm = Vec::new();
+    for i in 0..widest {
+        warm.push(engine.create_stream(&params(&batch[i % batch.len()], 4), &Value::Null).await.unwrap());
+    }
+    futures_join(warm, Instant::now()).await;
     for &n in &concurrency {
         let start = Instant::now();
         let mut handles = Vec::new();
