@@ -129,7 +129,7 @@ fn greedy_ids_for_case(model: &VisionModel, lm: &mlx_serving_core::models::Causa
             assert!(gaps[step] < 1e-4, "{name}: step {step}: got {next}, want {} (ref top-2 gap {})", want_gen[step], gaps[step]);
             break;
         }
-        let logits = model.decode(lm, next, &mut cache, delta).unwrap();
+        let logits = model.decode(lm, &mlx_rs::Array::from_slice(&[next as i32], &[1]), &mut cache, delta).unwrap();
         next = argmax_axis(&logits, -1, None).unwrap().item_cast::<u32>();
     }
     assert_eq!(got_gen, want_gen, "{name}: greedy ids");

@@ -113,7 +113,7 @@ impl DeviceSample {
     }
 
     /// The id as an array [1] (lazy).
-    fn id(&self) -> Array {
+    pub(crate) fn id(&self) -> Array {
         match self.row {
             None => self.token.clone(),
             Some(i) => {
@@ -262,7 +262,10 @@ impl GenerationStream {
     pub fn settle_fed(&mut self) -> Option<Step> {
         let sample = self.fed_inflight.take()?;
         let (id, lp) = sample.read();
-        self.kv_tokens.push(id);
+        if self.vision.is_none() {
+            // (a vision row's KV state is never offered for prefix reuse: kv_tokens stays empty)
+            self.kv_tokens.push(id);
+        }
         Some(self.accept(id, lp))
     }
 

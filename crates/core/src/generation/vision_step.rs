@@ -10,7 +10,9 @@
 
 use std::rc::Rc;
 
-use super::{GenerationStream, Step};
+use mlx_rs::Array;
+
+use super::{DeviceSample, GenerationStream, Step};
 use crate::error::EngineResult;
 use crate::vision::VisionModel;
 use crate::vision::PixelPatches;
@@ -57,13 +59,26 @@ impl GenerationStream {
                 logits
             }
             Some(delta) => {
-                let last = self.last_token.expect("decoding without a sampled token");
-                v.model.decode(&self.model.model, last, &mut self.cache, delta)?
+                // Pipelined like the batched pass: the previous sample may still be on the device;
+                // it is fed as it is and read below, once this step's work is queued.
+                let id = match self.inflight.take() {
+                    Some(sample) => {
+                        let id = sample.id();
+                        self.fed_inflight = Some(sample);
+                        id
+                    }
+                    None => Array::from_slice(&[self.last_token.expect("decoding without a sampled token") as i32], &[1]),
+                };
+                v.model.decode(&self.model.model, &id, &mut self.cache, delta)?
             }
         };
         let vocab = *logits.shape().last().unwrap_or(&0);
         let (tok, lp) = self.sample_lazy(&logits.reshape(&[vocab])?)?;
-        mlx_rs::transforms::eval([&tok, &lp])?;
-        Ok(self.accept(tok.item_cast::<u32>(), lp.item_cast::<f32>()))
+        mlx_rs::transforms::async_eval([&tok, &lp])?;
+        if let Some(Step::Done) = self.settle_fed() {
+            // Ended on the fed sample: this step's sample (computed one step ahead) is dropped.
+            return Ok(Step::Done);
+        }
+        Ok(self.take_sample(DeviceSample::single(tok, lp)))
     }
 }

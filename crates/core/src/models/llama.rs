@@ -86,6 +86,11 @@ impl LlamaModel {
         self.embed_tokens.lookup(&Array::from_slice(&ids, &[1, ids.len() as i32]))
     }
 
+    /// Token embeddings [1, L, hidden] of ids on the device (any integer dtype, L ids).
+    pub fn embed_ids(&self, ids: &Array) -> MlxResult<Array> {
+        self.embed_tokens.lookup(&ids.as_dtype(mlx_rs::Dtype::Int32)?.reshape(&[1, -1])?)
+    }
+
     /// One sequence from input embeddings `h` [1, L, hidden] (token embeddings with image
     /// features spliced in) with explicit rotary tables → logits of the last position [1, vocab].
     pub fn forward_embeddings(&self, h: Array, cache: &mut [KvCache], rot: &RotaryTables) -> MlxResult<Array> {

@@ -109,7 +109,7 @@ impl VisionModel {
         }
     }
 
-    pub fn decode(&self, lm: &CausalModel, token: u32, cache: &mut [KvCache], delta: i64) -> EngineResult<Array> {
+    pub fn decode(&self, lm: &CausalModel, token: &Array, cache: &mut [KvCache], delta: i64) -> EngineResult<Array> {
         match self {
             VisionModel::Qwen2Vl(m) => m.decode(lm, token, cache, delta),
             VisionModel::Llava(m) => m.decode(lm, token, cache),

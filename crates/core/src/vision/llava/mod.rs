@@ -171,11 +171,11 @@ impl Llava {
     }
 
     /// One generated token → logits [1, vocab].
-    pub fn decode(&self, lm: &CausalModel, token: u32, cache: &mut [KvCache]) -> EngineResult<Array> {
+    pub fn decode(&self, lm: &CausalModel, token: &Array, cache: &mut [KvCache]) -> EngineResult<Array> {
         let mut run = || -> MlxResult<Array> {
             let llama = self.llama(lm)?;
             let rot = self.rope(cache[0].offset() as i64, 1)?;
-            llama.forward_embeddings(llama.embed(&[token])?, cache, &rot)
+            llama.forward_embeddings(llama.embed_ids(token)?, cache, &rot)
         };
         run().map_err(|e| EngineError::generation(format!("vision decode failed: {}", e.what())))
     }

@@ -153,12 +153,12 @@ impl Qwen2Vl {
     }
 
     /// One generated token at cache position `cache[0].offset()` → logits [1, vocab].
-    pub fn decode(&self, lm: &CausalModel, token: u32, cache: &mut [KvCache], delta: i64) -> EngineResult<Array> {
+    pub fn decode(&self, lm: &CausalModel, token: &Array, cache: &mut [KvCache], delta: i64) -> EngineResult<Array> {
         let mut run = || -> MlxResult<Array> {
             let llama = self.llama(lm)?;
             let start = cache[0].offset() as i64 + delta;
             let rot = mrope::text_tables(start, 1, &self.inv_freq, self.config.mrope_section)?;
-            llama.forward_embeddings(llama.embed(&[token])?, cache, &rot)
+            llama.forward_embeddings(llama.embed_ids(token)?, cache, &rot)
         };
         run().map_err(|e| EngineError::generation(format!("vision decode failed: {}", e.what())))
     }
