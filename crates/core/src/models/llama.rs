@@ -8,7 +8,7 @@ use mlx_rs::{nn, ops, Array};
 
 use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, segment_logits, DecoderStack, Segment};
 use super::config::ModelConfig;
-use super::linear::{Embedding, Linear};
+use super::linear::{Embedding, Linear, Projections};
 use super::attention::{segment_attention, AttnSpec};
 pub use super::rope::RotaryTables;
 use super::rope::Rope;
@@ -19,17 +19,16 @@ use crate::generation::kv_cache::KvCache;
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// q, k, v (one fused matmul by default).
+    qkv: Projections,
     o_proj: Linear,
     q_norm: Option<Array>,
     k_norm: Option<Array>,
 }
 
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    /// gate, up (one fused matmul by default).
+    gate_up: Projections,
     down_proj: Linear,
 }
 
@@ -109,9 +108,8 @@ impl LlamaModel {
         let normed = fast::rms_norm(x, Some(&b.input_layernorm), eps)?;
         let h = ops::add(x, &self.attention(&b.attn, layer, &normed, segs, rot)?)?;
         let normed = fast::rms_norm(&h, Some(&b.post_attention_layernorm), eps)?;
-        let gate = b.mlp.gate_proj.forward(&normed)?;
-        let up = b.mlp.up_proj.forward(&normed)?;
-        let act = ops::multiply(&nn::silu(&gate)?, &up)?;
+        let gate_up = b.mlp.gate_up.forward(&normed)?;
+        let act = ops::multiply(&nn::silu(&gate_up[0])?, &gate_up[1])?;
         ops::add(&h, &b.mlp.down_proj.forward(&act)?)
     }
 
@@ -129,7 +127,8 @@ impl LlamaModel {
             },
             tables: rot,
         };
-        let out = segment_attention(&spec, layer, &a.q_proj.forward(x)?, &a.k_proj.forward(x)?, &a.v_proj.forward(x)?, segs)?;
+        let qkv = a.qkv.forward(x)?;
+        let out = segment_attention(&spec, layer, &qkv[0], &qkv[1], &qkv[2], segs)?;
         a.o_proj.forward(&out)
     }
 }
@@ -138,15 +137,16 @@ fn load_block(c: &ModelConfig, w: &WeightMap, i: i32) -> EngineResult<Block> {
     let q = c.quantization.as_ref();
     let p = format!("model.layers.{i}");
     let lin = |name: &str, bias: bool| Linear::load(w, &format!("{p}.{name}"), q, bias);
+    let fuse_err = |e: mlx_rs::error::Exception| EngineError::model_load(format!("{p}: cannot stack projections: {}", e.what()));
+    let qkv = vec![lin("self_attn.q_proj", c.attention_bias)?, lin("self_attn.k_proj", c.attention_bias)?, lin("self_attn.v_proj", c.attention_bias)?];
     let attn = Attention {
-        q_proj: lin("self_attn.q_proj", c.attention_bias)?,
-        k_proj: lin("self_attn.k_proj", c.attention_bias)?,
-        v_proj: lin("self_attn.v_proj", c.attention_bias)?,
+        qkv: Projections::new(qkv).map_err(fuse_err)?,
         o_proj: lin("self_attn.o_proj", false)?,
         q_norm: if c.qk_norm { Some(w.require(&format!("{p}.self_attn.q_norm.weight"))?) } else { None },
         k_norm: if c.qk_norm { Some(w.require(&format!("{p}.self_attn.k_norm.weight"))?) } else { None },
     };
-    let mlp = Mlp { gate_proj: lin("mlp.gate_proj", c.mlp_bias)?, up_proj: lin("mlp.up_proj", c.mlp_bias)?, down_proj: lin("mlp.down_proj", c.mlp_bias)? };
+    let gate_up = vec![lin("mlp.gate_proj", c.mlp_bias)?, lin("mlp.up_proj", c.mlp_bias)?];
+    let mlp = Mlp { gate_up: Projections::new(gate_up).map_err(fuse_err)?, down_proj: lin("mlp.down_proj", c.mlp_bias)? };
     Ok(Block {
         input_layernorm: w.require(&format!("{p}.input_layernorm.weight"))?,
         post_attention_layernorm: w.require(&format!("{p}.post_attention_layernorm.weight"))?,
@@ -167,7 +167,7 @@ impl LlamaModel {
             arrays.extend([b.input_layernorm.clone(), b.post_attention_layernorm.clone()]);
             arrays.extend(b.attn.q_norm.iter().cloned());
             arrays.extend(b.attn.k_norm.iter().cloned());
-            for l in [&b.attn.q_proj, &b.attn.k_proj, &b.attn.v_proj, &b.attn.o_proj, &b.mlp.gate_proj, &b.mlp.up_proj, &b.mlp.down_proj] {
+            for l in b.attn.qkv.layers().into_iter().chain(b.mlp.gate_up.layers()).chain([&b.attn.o_proj, &b.mlp.down_proj]) {
                 linear_arrays(l, &mut arrays);
             }
         }
