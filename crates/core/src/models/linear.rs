@@ -217,3 +217,52 @@ fn fuse(parts: &[Linear]) -> Result<Option<(Linear, Vec<i32>)>, mlx_rs::error::E
     };
     Ok(Some((layer, bounds)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand(shape: &[i32], seed: u64) -> Array {
+        mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed).unwrap())).unwrap()
+    }
+
+    fn max_rel(a: &Array, b: &Array) -> f32 {
+        let d = ops::max(&ops::abs(&ops::subtract(a, b).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
+        d / ops::max(&ops::abs(b).unwrap(), None).unwrap().item_cast::<f32>()
+    }
+
+    /// The stacked layer computes what the separate layers do (dense with biases, and MLX 4-bit),
+    /// split back at the right places; a layer of another kind is not stacked.
+    #[test]
+    fn fused_projections_match_separate_layers() {
+        let x = rand(&[1, 5, 64], 1);
+        let dense = |out: i32, seed: u64| Linear::Dense { weight: rand(&[out, 64], seed), bias: Some(rand(&[out], seed + 100)) };
+        let parts = vec![dense(64, 2), dense(16, 3), dense(16, 4)];
+        let want: Vec<Array> = parts.iter().map(|l| l.forward(&x).unwrap()).collect();
+        let fused = Projections::new(parts).unwrap();
+        assert!(matches!(fused, Projections::Fused { .. }));
+        let got = fused.forward(&x).unwrap();
+        assert_eq!(got.len(), 3);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.shape(), w.shape());
+            assert!(max_rel(g, w) < 1e-5, "{}", max_rel(g, w));
+        }
+        let quant = |out: i32, seed: u64| {
+            let (weight, scales, biases) = ops::quantize(&rand(&[out, 64], seed), 32, 4).unwrap();
+            Linear::Quantized { q: Quantized { weight, scales, biases, group_size: 32, bits: 4 }, bias: None }
+        };
+        let parts = vec![quant(48, 5), quant(96, 6)];
+        let want: Vec<Array> = parts.iter().map(|l| l.forward(&x).unwrap()).collect();
+        let fused = Projections::new(parts).unwrap();
+        assert!(matches!(fused, Projections::Fused { .. }));
+        for (g, w) in fused.forward(&x).unwrap().iter().zip(&want) {
+            assert!(max_rel(g, w) < 1e-5, "{}", max_rel(g, w));
+        }
+        // dense + quantized: left separate
+        let mixed = Projections::new(vec![dense(16, 7), quant(32, 8)]).unwrap();
+        assert!(matches!(mixed, Projections::Separate(_)));
+        // bias on one layer only: left separate
+        let no_bias = Linear::Dense { weight: rand(&[16, 64], 9), bias: None };
+        assert!(matches!(Projections::new(vec![dense(16, 10), no_bias]).unwrap(), Projections::Separate(_)));
+    }
+}
