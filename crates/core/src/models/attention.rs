@@ -26,6 +26,27 @@ pub(crate) struct AttnSpec<'a> {
     pub tables: Option<&'a RotaryTables>,
 }
 
+impl AttnSpec<'_> {
+    /// The per-head q and k RMSNorm weights, when the family has them.
+    fn norms(&self) -> (Option<&Array>, Option<&Array>) {
+        match self.qk_norm {
+            Some((q, k, _)) => (Some(q), Some(k)),
+            None => (None, None),
+        }
+    }
+
+    /// t [.., n*head_dim] → [b, n, l, head_dim] for `[b, l]` (tokens as batch entries `b` or as
+    /// positions `l`), RMS-normed per head with `norm` first.
+    fn heads_of(&self, t: &Array, [b, l]: [i32; 2], n: i32, norm: Option<&Array>) -> MlxResult<Array> {
+        let t = t.reshape(&[b, l, n, self.head_dim])?;
+        let t = match (norm, self.qk_norm) {
+            (Some(w), Some((_, _, eps))) => fast::rms_norm(&t, Some(w), eps)?,
+            _ => t,
+        };
+        t.transpose_axes(&[0, 2, 1, 3])
+    }
+}
+
 /// q/k/v: projected [1, T, heads*head_dim] / [1, T, kv_heads*head_dim] over all segments'
 /// tokens → attention output [1, T, heads*head_dim] (before the output projection).
 pub(crate) fn segment_attention(spec: &AttnSpec<'_>, layer: usize, q_all: &Array, k_all: &Array, v_all: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
@@ -42,21 +63,10 @@ pub(crate) fn segment_attention(spec: &AttnSpec<'_>, layer: usize, q_all: &Array
             start += len;
             continue;
         }
-        let heads = |t: Array, n: i32, norm: Option<&Array>| -> MlxResult<Array> {
-            let t = t.reshape(&[1, len, n, spec.head_dim])?;
-            let t = match (norm, spec.qk_norm) {
-                (Some(w), Some((_, _, eps))) => fast::rms_norm(&t, Some(w), eps)?,
-                _ => t,
-            };
-            t.transpose_axes(&[0, 2, 1, 3])
-        };
-        let (qn, kn) = match spec.qk_norm {
-            Some((q, k, _)) => (Some(q), Some(k)),
-            None => (None, None),
-        };
-        let q = heads(part(q_all)?, spec.heads, qn)?;
-        let k = heads(part(k_all)?, spec.kv_heads, kn)?;
-        let v = heads(part(v_all)?, spec.kv_heads, None)?;
+        let (qn, kn) = spec.norms();
+        let q = spec.heads_of(&part(q_all)?, [1, len], spec.heads, qn)?;
+        let k = spec.heads_of(&part(k_all)?, [1, len], spec.kv_heads, kn)?;
+        let v = spec.heads_of(&part(v_all)?, [1, len], spec.kv_heads, None)?;
         let cache = &mut seg.cache[layer];
         let offset = cache.offset();
         let (q, k) = match spec.tables {
@@ -80,21 +90,10 @@ pub(crate) fn segment_attention(spec: &AttnSpec<'_>, layer: usize, q_all: &Array
 fn stacked_decode(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &Array, batch: &mut BatchKv) -> MlxResult<Array> {
     let rows = q.shape()[1];
     // [1, rows, n*d] → [rows, n, 1, d]: each row is a batch entry with one query position.
-    let heads = |t: &Array, n: i32, norm: Option<&Array>| -> MlxResult<Array> {
-        let t = t.reshape(&[rows, 1, n, spec.head_dim])?;
-        let t = match (norm, spec.qk_norm) {
-            (Some(w), Some((_, _, eps))) => fast::rms_norm(&t, Some(w), eps)?,
-            _ => t,
-        };
-        t.transpose_axes(&[0, 2, 1, 3])
-    };
-    let (qn, kn) = match spec.qk_norm {
-        Some((q, k, _)) => (Some(q), Some(k)),
-        None => (None, None),
-    };
-    let q = spec.rope.apply_at(&heads(q, spec.heads, qn)?, batch.positions())?;
-    let k = spec.rope.apply_at(&heads(k, spec.kv_heads, kn)?, batch.positions())?;
-    let v = heads(v, spec.kv_heads, None)?;
+    let (qn, kn) = spec.norms();
+    let q = spec.rope.apply_at(&spec.heads_of(q, [rows, 1], spec.heads, qn)?, batch.positions())?;
+    let k = spec.rope.apply_at(&spec.heads_of(k, [rows, 1], spec.kv_heads, kn)?, batch.positions())?;
+    let v = spec.heads_of(v, [rows, 1], spec.kv_heads, None)?;
     let (keys, values, mask) = batch.update(layer, &k, &v)?;
     let out = match &mask {
         Some(m) => fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, fast::ScaledDotProductAttentionMask::Array(m), None)?,

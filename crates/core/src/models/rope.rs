@@ -68,27 +68,22 @@ impl Rope {
 
     /// x: [B, heads, L, head_dim]; positions start at `offset`.
     pub fn apply(&self, x: &Array, offset: i32) -> Result<Array, mlx_rs::error::Exception> {
-        let scaled;
-        let x = if self.input_scale == 1.0 {
-            x
-        } else {
-            scaled = self.scale_rotated(x)?;
-            &scaled
-        };
-        fast::rope(x, self.dims, self.traditional, self.base, self.scale, offset, self.freqs.as_ref())
+        self.with_input_scale(x, |x| fast::rope(x, self.dims, self.traditional, self.base, self.scale, offset, self.freqs.as_ref()))
     }
 
     /// x: [B, heads, 1, head_dim], entry b at position `offsets[b]` (int32 [B]): the stacked
     /// decode rows of a batch, each at its own offset, in one call.
     pub fn apply_at(&self, x: &Array, offsets: &Array) -> Result<Array, mlx_rs::error::Exception> {
-        let scaled;
-        let x = if self.input_scale == 1.0 {
-            x
+        self.with_input_scale(x, |x| fast::rope_dynamic(x, self.dims, self.traditional, self.base, self.scale, offsets, self.freqs.as_ref()))
+    }
+
+    /// Runs `rotate` on `x`, first scaled by longrope's attention factor where there is one.
+    fn with_input_scale(&self, x: &Array, rotate: impl FnOnce(&Array) -> Result<Array, mlx_rs::error::Exception>) -> Result<Array, mlx_rs::error::Exception> {
+        if self.input_scale == 1.0 {
+            rotate(x)
         } else {
-            scaled = self.scale_rotated(x)?;
-            &scaled
-        };
-        fast::rope_dynamic(x, self.dims, self.traditional, self.base, self.scale, offsets, self.freqs.as_ref())
+            rotate(&self.scale_rotated(x)?)
+        }
     }
 
     fn scale_rotated(&self, x: &Array) -> Result<Array, mlx_rs::error::Exception> {
