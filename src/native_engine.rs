@@ -23,7 +23,8 @@ pub struct NativeEngine {
 impl NativeEngine {
     /// options: the `EngineOptions` fields the engine uses (`{promptCache?, hub?}`); unknown keys ignored.
     #[napi(constructor)]
-    pub fn new(options: Option<Value>) -> Result<Self> {
+    pub fn new(mut env: Env, options: Option<Value>) -> Result<Self> {
+        stop_engines_at_env_teardown(&mut env)?;
         let config = EngineConfig::from_options(&options.unwrap_or(Value::Null)).map_err(to_napi)?;
         Ok(NativeEngine { engine: Arc::new(Engine::with_config(config)) })
     }
@@ -214,4 +215,17 @@ fn batch_entry(r: EngineResult<Value>) -> Value {
         Ok(result) => json!({"success": true, "result": result}),
         Err(e) => json!({"success": false, "error": e.to_json()}),
     }
+}
+
+/// Node tears the environment down before `exit()`: its cleanup hooks run before any `atexit`
+/// handler and any C++ static destructor, so this is where an engine thread still decoding (an
+/// abandoned generator) is stopped before MLX's static state goes away (see
+/// `mlx_serving_core::engine::exit_guard`). Registered once per process.
+fn stop_engines_at_env_teardown(env: &mut Env) -> Result<()> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = env.add_env_cleanup_hook((), |_| mlx_serving_core::engine::exit_guard::stop_engine_threads()).map(|_| ());
+    });
+    result
 }

@@ -4,6 +4,7 @@
 
 pub mod commands;
 mod decode_batch;
+pub mod exit_guard;
 pub mod scheduler;
 mod vision;
 mod worker;
@@ -122,6 +123,8 @@ impl Engine {
             return Ok(());
         }
         crate::services::blas::install_exit_guard();
+        // registered after the BLAS guard, so it runs first at exit (atexit runs in reverse)
+        exit_guard::install();
         relax_mlx_cache_fuse();
         let (tx, rx) = mpsc::channel();
         let snapshot = self.snapshot.clone();

@@ -13,6 +13,7 @@ use crate::services::draft_compat::{compatibility_report, DraftFacts};
 use serde_json::Value;
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use super::decode_batch::DecodeBatches;
+use super::exit_guard;
 use super::scheduler::{self, SharedBatchStats};
 use crate::generation::prefix_cache::PrefixCache;
 use crate::generation::stream::speculative::DEFAULT_DRAFT_TOKENS;
@@ -39,9 +40,20 @@ impl Worker {
     }
 
     pub fn run(mut self) {
+        // Held from leaving idle until going idle again (see exit_guard): process exit waits for it.
+        let mut busy: Option<exit_guard::Busy> = None;
         loop {
+            if busy.is_some() && exit_guard::exiting() {
+                exit_guard::settle();
+                drop(busy.take());
+                exit_guard::park_forever();
+            }
             // Block only when there is nothing to compute.
             let cmd = if self.streams.is_empty() {
+                if busy.is_some() {
+                    exit_guard::settle(); // nothing may stay queued while idle
+                    busy = None;
+                }
                 match self.rx.recv() {
                     Ok(c) => Some(c),
                     Err(_) => break,
@@ -53,9 +65,13 @@ impl Worker {
                     Err(TryRecvError::Disconnected) => break,
                 }
             };
+            if busy.is_none() {
+                busy = Some(exit_guard::enter().unwrap_or_else(|| exit_guard::park_forever()));
+            }
             if let Some(cmd) = cmd {
                 if let Command::Shutdown { reply } = cmd {
                     self.shutdown();
+                    exit_guard::settle();
                     let _ = reply.send(());
                     return;
                 }
@@ -64,7 +80,12 @@ impl Worker {
             }
             self.step_all();
         }
+        if busy.is_none() {
+            busy = Some(exit_guard::enter().unwrap_or_else(|| exit_guard::park_forever()));
+        }
         self.shutdown();
+        exit_guard::settle();
+        drop(busy);
     }
 
     fn shutdown(&mut self) {
