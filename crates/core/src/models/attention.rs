@@ -8,6 +8,7 @@ use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array};
 
 use super::causal::Segment;
+use super::config::ModelConfig;
 use super::rope::{Rope, RotaryTables};
 use crate::generation::batch_kv::BatchKv;
 
@@ -26,7 +27,21 @@ pub(crate) struct AttnSpec<'a> {
     pub tables: Option<&'a RotaryTables>,
 }
 
-impl AttnSpec<'_> {
+impl<'a> AttnSpec<'a> {
+    /// The common case: the config's head counts and head_dim, scale 1/sqrt(head_dim), `rope`,
+    /// per-head q/k RMSNorm when both weights are given (with the config's epsilon).
+    pub(crate) fn standard(c: &ModelConfig, rope: &'a Rope, q_norm: Option<&'a Array>, k_norm: Option<&'a Array>) -> Self {
+        AttnSpec {
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            scale: (c.head_dim as f32).powf(-0.5),
+            rope,
+            qk_norm: q_norm.zip(k_norm).map(|(q, k)| (q, k, c.rms_norm_eps)),
+            tables: None,
+        }
+    }
+
     /// The per-head q and k RMSNorm weights, when the family has them.
     fn norms(&self) -> (Option<&Array>, Option<&Array>) {
         match self.qk_norm {

@@ -115,18 +115,7 @@ impl LlamaModel {
 
     fn attention(&self, a: &Attention, layer: usize, x: &Array, segs: &mut [Segment<'_>], rot: Option<&RotaryTables>) -> MlxResult<Array> {
         let c = &self.config;
-        let spec = AttnSpec {
-            heads: c.num_attention_heads,
-            kv_heads: c.num_key_value_heads,
-            head_dim: c.head_dim,
-            scale: (c.head_dim as f32).powf(-0.5),
-            rope: &self.rope,
-            qk_norm: match (&a.q_norm, &a.k_norm) {
-                (Some(q), Some(k)) => Some((q, k, c.rms_norm_eps)),
-                _ => None,
-            },
-            tables: rot,
-        };
+        let spec = AttnSpec { tables: rot, ..AttnSpec::standard(c, &self.rope, a.q_norm.as_ref(), a.k_norm.as_ref()) };
         let qkv = a.qkv.forward(x)?;
         let out = segment_attention(&spec, layer, &qkv[0], &qkv[1], &qkv[2], segs)?;
         a.o_proj.forward(&out)

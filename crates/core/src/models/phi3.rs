@@ -70,15 +70,7 @@ impl Phi3Model {
         let normed = fast::rms_norm(x, Some(&b.input_layernorm), c.rms_norm_eps)?;
         let (nq, nkv) = (c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
         let qkv = split_last(&b.qkv_proj.forward(&normed)?, &[nq, nq + nkv])?;
-        let spec = AttnSpec {
-            heads: c.num_attention_heads,
-            kv_heads: c.num_key_value_heads,
-            head_dim: c.head_dim,
-            scale: (c.head_dim as f32).powf(-0.5),
-            rope: &self.rope,
-            qk_norm: None,
-            tables: None,
-        };
+        let spec = AttnSpec::standard(c, &self.rope, None, None);
         let attn = segment_attention(&spec, layer, &qkv[0], &qkv[1], &qkv[2], segs)?;
         let h = ops::add(x, &b.o_proj.forward(&attn)?)?;
         let normed = fast::rms_norm(&h, Some(&b.post_attention_layernorm), c.rms_norm_eps)?;

@@ -122,15 +122,7 @@ impl MoeModel {
     fn block_forward(&self, b: &Block, layer: usize, x: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let c = &self.config;
         let normed = fast::rms_norm(x, Some(&b.input_layernorm), c.rms_norm_eps)?;
-        let spec = AttnSpec {
-            heads: c.num_attention_heads,
-            kv_heads: c.num_key_value_heads,
-            head_dim: c.head_dim,
-            scale: (c.head_dim as f32).powf(-0.5),
-            rope: &self.rope,
-            qk_norm: b.q_norm.as_ref().zip(b.k_norm.as_ref()).map(|(q, k)| (q, k, c.rms_norm_eps)),
-            tables: None,
-        };
+        let spec = AttnSpec::standard(c, &self.rope, b.q_norm.as_ref(), b.k_norm.as_ref());
         let (q, k, v) = (b.q_proj.forward(&normed)?, b.k_proj.forward(&normed)?, b.v_proj.forward(&normed)?);
         let attn = segment_attention(&spec, layer, &q, &k, &v, segs)?;
         let h = ops::add(x, &b.o_proj.forward(&attn)?)?;
