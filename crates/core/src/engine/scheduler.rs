@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use super::decode_batch::DecodeBatches;
 use crate::error::EngineError;
+use crate::generation::sampler;
 use crate::generation::stream::{DeviceSample, GenerationStream, Step};
 use crate::models::Segment;
 
@@ -212,15 +213,6 @@ fn stacked_ids(plan: &[Planned], stacked: &[usize], last: Option<&(u64, Array)>)
     Ok(mlx_rs::ops::concatenate(&parts, 0)?)
 }
 
-/// Greedy ids and their log-probabilities for logits [rows, vocab] → ([rows] uint32, [rows] f32).
-fn greedy_rows(logits: &Array) -> Result<(Array, Array), EngineError> {
-    let logits = logits.as_dtype(mlx_rs::Dtype::Float32)?;
-    let tokens = mlx_rs::ops::indexing::argmax_axis(&logits, -1, None)?;
-    let rows = tokens.shape()[0];
-    let logprobs = crate::generation::sampler::log_softmax(&logits)?.take_along_axis(&tokens.reshape(&[rows, 1])?, -1)?.reshape(&[rows])?;
-    Ok((tokens, logprobs))
-}
-
 /// Removes and returns the streams for which `pred` is true, keeping the others in order.
 fn take_where(streams: &mut VecDeque<GenerationStream>, mut pred: impl FnMut(&mut GenerationStream) -> bool) -> Vec<GenerationStream> {
     let mut taken = Vec::new();
@@ -287,7 +279,7 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatche
         // log-softmax over [rows, vocab] instead of a handful of operations per row.
         if !stacked.is_empty() && stacked.iter().all(|&p| streams[plan[p].row].samples_plain_greedy()) {
             let rows = stacked.len() as i32;
-            let (tokens, logprobs) = greedy_rows(&logits.try_index(..rows)?)?;
+            let (tokens, logprobs) = sampler::greedy_rows(&logits.try_index(..rows)?)?;
             let group = batches.next_group();
             for (i, &p) in stacked.iter().enumerate() {
                 streams[plan[p].row].fed(&plan[p].tokens);

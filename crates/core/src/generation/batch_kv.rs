@@ -93,9 +93,6 @@ impl BatchKv {
             self.kv_heads = s[1];
             self.head_dim = s[3];
             self.dtype = k0.dtype();
-            self.layers = vec![];
-            self.slot_cap = 0;
-            self.cap = 0;
         } else if parts.len() != self.layers.len() || s[1] != self.kv_heads || s[3] != self.head_dim || k0.dtype() != self.dtype {
             return Ok(Err(cache));
         }
@@ -116,7 +113,7 @@ impl BatchKv {
     pub fn evict(&mut self, slot: usize, keep: bool) -> MlxResult<Option<Vec<KvCache>>> {
         let offset = self.offsets[slot];
         let out = if keep {
-            let room = ((offset + 1 + STEP - 1) / STEP) * STEP;
+            let room = round_up(offset + 1);
             let pad = ops::zeros_dtype(&[1, self.kv_heads, room - offset, self.head_dim], self.dtype)?;
             let mut caches = Vec::with_capacity(self.layers.len());
             for (keys, values) in &self.layers {

@@ -189,6 +189,17 @@ fn ids_array(ids: &[u32]) -> Array {
     Array::from_slice(&v, &[v.len() as i32])
 }
 
+/// Greedy sampling of many rows at once (the stacked decode rows of a batch, all plain greedy):
+/// logits [rows, vocab] → ids [rows] (uint32) and their log-probabilities [rows] (f32), the
+/// same ids [`Sampler::sample_lazy`] gives each row at temperature 0 (logprobs equal up to rounding).
+pub(crate) fn greedy_rows(logits: &Array) -> MlxResult<(Array, Array)> {
+    let logits = logits.as_dtype(mlx_rs::Dtype::Float32)?;
+    let tokens = argmax_axis(&logits, -1, None)?;
+    let rows = tokens.shape()[0];
+    let logprobs = log_softmax(&logits)?.take_along_axis(&tokens.reshape(&[rows, 1])?, -1)?.reshape(&[rows])?;
+    Ok((tokens, logprobs))
+}
+
 pub(crate) fn log_softmax(x: &Array) -> MlxResult<Array> {
     ops::subtract(x, &ops::logsumexp_axis(x, -1, true)?)
 }

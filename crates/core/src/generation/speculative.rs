@@ -143,12 +143,12 @@ impl GenerationStream {
                 spec.fed += input.len();
                 input = rest;
             }
-            for _ in 0..k {
+            for i in 0..k {
                 let logits = match lazy_drafts.last() {
                     Some(prev) => spec.draft.model.forward_segments(&mut [Segment { tokens: &[0], lazy: Some(prev), cache: &mut spec.cache, logits: true, batch: None }])?,
                     None => spec.draft.model.forward_segments(&mut [Segment::ids(&input, &mut spec.cache, true)])?,
                 };
-                spec.fed += if lazy_drafts.is_empty() && drafts.is_empty() { input.len() } else { 1 };
+                spec.fed += if i == 0 { input.len() } else { 1 };
                 if greedy {
                     lazy_drafts.push(argmax_axis(&logits, -1, None)?.as_dtype(Dtype::Int32)?.reshape(&[1])?);
                 } else {

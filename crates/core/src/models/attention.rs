@@ -110,10 +110,8 @@ fn stacked_decode(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &A
     let k = spec.rope.apply_at(&spec.heads_of(k, [rows, 1], spec.kv_heads, kn)?, batch.positions())?;
     let v = spec.heads_of(v, [rows, 1], spec.kv_heads, None)?;
     let (keys, values, mask) = batch.update(layer, &k, &v)?;
-    let out = match &mask {
-        Some(m) => fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, fast::ScaledDotProductAttentionMask::Array(m), None)?,
-        None => fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, None, None)?,
-    };
+    let mask = mask.as_ref().map(fast::ScaledDotProductAttentionMask::Array);
+    let out = fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, mask, None)?;
     out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, rows, spec.heads * spec.head_dim])
 }
 

@@ -34,6 +34,14 @@ impl Linear {
         }
     }
 
+    /// Output features (rows of the weight; of the packed weight when quantized).
+    pub fn out_features(&self) -> i32 {
+        match self {
+            Linear::Dense { weight, .. } => weight.shape()[0],
+            Linear::Quantized { q, .. } => q.weight.shape()[0],
+        }
+    }
+
     pub fn forward(&self, x: &Array) -> Result<Array, mlx_rs::error::Exception> {
         let (y, bias) = match self {
             Linear::Dense { weight, bias } => (ops::matmul(x, &weight.transpose()?)?, bias),
@@ -168,14 +176,10 @@ impl Projections {
 /// Stacks layers along the output axis: `None` when they differ in kind, dtype, quantization
 /// parameters or bias presence. Returns the layer and the split points of its output.
 fn fuse(parts: &[Linear]) -> Result<Option<(Linear, Vec<i32>)>, mlx_rs::error::Exception> {
-    let out_dim = |l: &Linear| match l {
-        Linear::Dense { weight, .. } => weight.shape()[0],
-        Linear::Quantized { q, .. } => q.weight.shape()[0],
-    };
     let mut bounds = Vec::new();
     let mut acc = 0;
     for l in &parts[..parts.len() - 1] {
-        acc += out_dim(l);
+        acc += l.out_features();
         bounds.push(acc);
     }
     let biases: Vec<&Array> = parts.iter().filter_map(|l| match l {

@@ -110,19 +110,12 @@ fn load_block(c: &ModelConfig, w: &WeightMap, i: i32) -> EngineResult<Block> {
     // The fused projections must hold exactly [q | k | v] and [gate | up] rows.
     let qkv_rows = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
     for (name, l, rows) in [("self_attn.qkv_proj", &block.qkv_proj, qkv_rows), ("mlp.gate_up_proj", &block.gate_up_proj, 2 * c.intermediate_size)] {
-        if out_rows(l) != rows {
-            return Err(EngineError::model_load(format!("{p}.{name} has {} output rows, config.json implies {rows}", out_rows(l)))
+        if l.out_features() != rows {
+            return Err(EngineError::model_load(format!("{p}.{name} has {} output rows, config.json implies {rows}", l.out_features()))
                 .with_detail("tensor", format!("{p}.{name}.weight")));
         }
     }
     Ok(block)
-}
-
-fn out_rows(l: &Linear) -> i32 {
-    match l {
-        Linear::Dense { weight, .. } => weight.shape()[0],
-        Linear::Quantized { q, .. } => q.weight.shape()[0],
-    }
 }
 
 impl DecoderStack for Phi3Model {
