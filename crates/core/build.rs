@@ -10,4 +10,5 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     }
     build_blas::link_optimized_blas();
+    build_blas::export_sgemm_shim();
 }

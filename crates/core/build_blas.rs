@@ -43,3 +43,12 @@ pub fn link_optimized_blas() -> Option<PathBuf> {
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-L{dir},-l:{name},--as-needed");
     Some(lib)
 }
+
+/// Executables (this crate's tests and benches) export our `cblas_sgemm` (services/blas_rows.rs)
+/// so that libmlx binds to it as it does inside the addon, where a cdylib exports it anyway;
+/// `-u` keeps the object that defines it in the link although nothing in the binary calls it.
+pub fn export_sgemm_shim() {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg=-Wl,-u,cblas_sgemm,--export-dynamic-symbol=cblas_sgemm");
+    }
+}

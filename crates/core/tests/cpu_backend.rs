@@ -9,10 +9,10 @@ use common::fixture;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use mlx_rs::ops::indexing::argmax_axis;
+use mlx_rs::ops::indexing::{argmax_axis, TryIndexOp};
 use mlx_rs::{Array, Dtype};
 use mlx_serving_core::models::{load_language_model_with, ComputeDtype, CausalModel};
-use mlx_serving_core::services::{blas, runtime_info};
+use mlx_serving_core::services::{blas, blas_rows, runtime_info};
 use mlx_serving_core::Engine;
 use serde_json::json;
 
@@ -37,6 +37,29 @@ fn runtime_info_reports_openblas_when_present() {
     let a = Array::from_slice(&[1f32, 2., 3., 4.], &[2, 2]);
     let c = mlx_rs::ops::matmul(&a, &a).unwrap();
     assert_eq!(c.as_slice::<f32>(), &[7., 10., 15., 22.]);
+}
+
+/// MLX's one-row products (the decode step's) reach our few-rows shim and run as GEMV
+/// (services/blas_rows.rs), with the same result as the plain product.
+#[test]
+fn one_row_products_run_as_gemv() {
+    if !(cfg!(target_os = "linux") && openblas_installed()) || std::env::var("MLX_SERVING_GEMV").is_ok_and(|v| v == "0") {
+        return;
+    }
+    let info = runtime_info::runtime_info("test");
+    assert_eq!(info["backend"]["blasRowsAsGemv"], json!(true), "{:?}", blas::blas_info());
+    let key = mlx_rs::random::key(3).unwrap();
+    let w = mlx_rs::random::normal::<f32>(&[96, 40], None, None, Some(&key)).unwrap();
+    let x = mlx_rs::random::normal::<f32>(&[1, 40], None, None, Some(&mlx_rs::random::key(4).unwrap())).unwrap();
+    let before = blas_rows::forwarded_products();
+    let y = mlx_rs::ops::matmul(&x, &w.t()).unwrap();
+    y.eval().unwrap();
+    assert!(blas_rows::forwarded_products() > before, "MLX's one-row matmul did not reach the shim");
+    // Reference: the same product with the row repeated 64 times (a GEMM), first row.
+    let x64 = mlx_rs::ops::broadcast_to(&x, &[64, 40]).unwrap();
+    let y64 = mlx_rs::ops::matmul(&x64, &w.t()).unwrap();
+    let diff = mlx_rs::ops::max(&mlx_rs::ops::abs(&mlx_rs::ops::subtract(&y, &y64.try_index(0..1).unwrap()).unwrap()).unwrap(), None).unwrap();
+    assert!(diff.item_cast::<f32>() < 1e-4, "one-row product differs from the GEMM by {}", diff.item_cast::<f32>());
 }
 
 /// A copy of the `llama` fixture with every tensor stored as float16.

@@ -16,6 +16,8 @@ pub struct BlasInfo {
     pub path: String,
     /// OpenBLAS's thread count, when it is OpenBLAS.
     pub threads: Option<i32>,
+    /// MLX's products with few rows run as GEMV (services::blas_rows bound and enabled).
+    pub rows_as_gemv: bool,
 }
 
 impl BlasInfo {
@@ -57,14 +59,20 @@ unsafe fn symbol(name: &CStr) -> *mut libc::c_void {
 }
 
 fn detect() -> BlasInfo {
-    let none = BlasInfo { kind: "none", library: String::new(), path: String::new(), threads: None };
+    let none = BlasInfo { kind: "none", library: String::new(), path: String::new(), threads: None, rows_as_gemv: false };
     unsafe {
-        let sym = symbol(c"cblas_sgemm");
+        let mut sym = symbol(c"cblas_sgemm") as *const libc::c_void;
+        // MLX's calls bound to our few-rows shim (blas_rows): the library is the one it passes
+        // the other products to.
+        let shimmed = sym == super::blas_rows::shim_address();
+        if shimmed {
+            sym = super::blas_rows::next().sgemm.map_or(std::ptr::null(), |f| f as *const libc::c_void);
+        }
         if sym.is_null() {
             return none;
         }
         let mut info: libc::Dl_info = std::mem::zeroed();
-        if libc::dladdr(sym as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+        if libc::dladdr(sym, &mut info) == 0 || info.dli_fname.is_null() {
             return BlasInfo { kind: "unknown", ..none };
         }
         let path = CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned();
@@ -79,7 +87,7 @@ fn detect() -> BlasInfo {
         } else {
             None
         };
-        BlasInfo { kind, library, path, threads }
+        BlasInfo { kind, library, path, threads, rows_as_gemv: shimmed && super::blas_rows::forwarding() }
     }
 }
 
@@ -142,9 +150,9 @@ mod tests {
 
     #[test]
     fn describe_formats() {
-        let i = BlasInfo { kind: "openblas", library: "libopenblas.so.0".into(), path: String::new(), threads: Some(2) };
+        let i = BlasInfo { kind: "openblas", library: "libopenblas.so.0".into(), path: String::new(), threads: Some(2), rows_as_gemv: true };
         assert_eq!(i.describe(), "openblas (libopenblas.so.0)");
-        let r = BlasInfo { kind: "reference", library: "libblas.so.3".into(), path: String::new(), threads: None };
+        let r = BlasInfo { kind: "reference", library: "libblas.so.3".into(), path: String::new(), threads: None, rows_as_gemv: false };
         assert_eq!(r.describe(), "reference (libblas.so.3)");
         assert!(!r.optimized());
     }

@@ -2,6 +2,7 @@
 //! thread, in `crate::engine`), model lifecycle, model source (local or Hugging Face hub), generation, runtime info, draft-model compatibility.
 
 pub mod blas;
+pub mod blas_rows;
 pub mod draft_compat;
 pub mod generation;
 pub mod model_lifecycle;

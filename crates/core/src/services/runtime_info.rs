@@ -44,13 +44,16 @@ pub fn runtime_info(package_version: &str) -> Value {
     })
 }
 
-/// `{device, mlxVersion, blas, blasThreads?}`: `blas` names the library serving MLX's
+/// `{device, mlxVersion, blas, blasThreads?, blasRowsAsGemv?}`: `blas` names the library serving MLX's
 /// `cblas_sgemm` (services::blas), e.g. `openblas (libopenblas.so.0)`.
 fn backend(mlx: &str) -> Value {
     let blas = super::blas::blas_info();
     let mut b = json!({"device": device(), "mlxVersion": mlx, "blas": blas.describe()});
     if let Some(n) = blas.threads {
         b["blasThreads"] = json!(n);
+    }
+    if blas.kind != "none" {
+        b["blasRowsAsGemv"] = json!(blas.rows_as_gemv);
     }
     b
 }
