@@ -26,6 +26,10 @@ PY
   for r in 1 2 3; do
     echo "== $m run $r" >&2
     "$CARRY/bench_engine" "$MODELS/$m" /tmp/prompts.json "$GEN" "$CONC" | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"ours\",\"run\":$r,\"r\":/; s/\$/}/" >> "$OUT/gpu_raw.jsonl"
+    # optional A/B: an earlier build of the bench binary in the same run (side "ours-prev")
+    if [ -n "${PREV_BIN:-}" ]; then
+      "$PREV_BIN" "$MODELS/$m" /tmp/prompts.json "$GEN" "$CONC" | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"ours-prev\",\"run\":$r,\"r\":/; s/\$/}/" >> "$OUT/gpu_raw.jsonl"
+    fi
     $PY bench/mlx_lm_bench.py "$MODELS/$m" /tmp/prompts.json "$GEN" "$CONC" | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"mlx-lm\",\"run\":$r,\"r\":/; s/\$/}/" >> "$OUT/gpu_raw.jsonl"
   done
 done

@@ -5,16 +5,22 @@
 //! over its own keys, stitch the rows back together): at 16 streams that is thousands of tiny
 //! kernels per step and the GPU idles between them. Here every resident row owns a slot of one
 //! buffer per layer, `[slots, kv_heads, capacity, head_dim]`, so a step costs a fixed number of
-//! operations per layer whatever the row count: one rotary call with per-row offsets, one scatter
-//! of the new keys/values at each row's position, one attention over all rows with a mask that
-//! hides each row's unused tail.
+//! operations per layer whatever the row count: one rotary call with per-row offsets, one write
+//! of the new keys/values, one attention over all rows with a mask that hides each row's padding.
+//!
+//! Rows are right-aligned: every row's next token goes to the same column (`idx`), a shorter row
+//! starts later (its left padding). So the step's write is one contiguous slice update for all
+//! rows (instead of a scatter to per-row positions), and a step over rows of equal
+//! length needs no mask. A longer row joining shifts the others right once; when the rows that
+//! remain all start late (the long ones left), the padding they share is dropped, so the buffer
+//! stays as long as the longest row, not as long as the batch has lived.
 //!
 //! A stream moves its cache in when it starts decoding beside other rows (`admit`) and takes it
 //! back out, as an ordinary per-stream cache, when it ends (`evict`), so prompt-prefix reuse and
 //! every single-stream path keep seeing plain caches. Slots stay dense (`0..rows`): an evicted
 //! row's slot is filled with the last row.
 
-use mlx_rs::ops::indexing::{scatter_single, TryIndexMutOp, TryIndexOp};
+use mlx_rs::ops::indexing::{TryIndexMutOp, TryIndexOp};
 use mlx_rs::{ops, Array, Dtype};
 
 use super::kv_cache::{KvCache, STEP};
@@ -27,8 +33,11 @@ const SLOT_STEP: i32 = 4;
 pub struct BatchKv {
     /// Per layer: (keys, values), each [slot_cap, kv_heads, cap, head_dim].
     layers: Vec<(Array, Array)>,
-    /// Positions held by each active row, in slot order (the next token's rotary offset).
-    offsets: Vec<i32>,
+    /// The column every row's next token is written at.
+    idx: i32,
+    /// The first column each active row holds (its left padding), in slot order; the row holds
+    /// `idx - left` positions, which is also its next token's rotary offset.
+    left: Vec<i32>,
     /// The stream each active slot belongs to.
     owners: Vec<String>,
     slot_cap: i32,
@@ -36,7 +45,7 @@ pub struct BatchKv {
     kv_heads: i32,
     head_dim: i32,
     dtype: Dtype,
-    /// Index arrays of the step being built (`begin_step` .. `end_step`).
+    /// What the step being built shares across layers (`begin_step` .. `end_step`).
     step: Option<StepIndex>,
     /// The last step's greedy ids of all rows ([rows], on the device) and that batch sample's
     /// id: when every row feeds its entry back at its own slot, the array is the next input.
@@ -46,18 +55,28 @@ pub struct BatchKv {
 struct StepIndex {
     /// int32 [rows]: each row's position for the new token.
     positions: Array,
-    /// int32 [rows * kv_heads]: the new token's row in the flattened buffer, per row and head.
-    scatter: Array,
-    /// bool [rows, 1, 1, len]: which keys each row may attend to; `None` when every row holds
-    /// the same number of positions (nothing to hide).
+    /// bool [rows, 1, 1, idx + 1 - start]: which of the attended columns each row holds; `None`
+    /// when all rows start at the same column (nothing to hide).
     mask: Option<Array>,
-    /// Keys attended to this step: the longest row's positions plus the new token.
-    len: i32,
+    /// Columns attended this step: `start..=idx` (from the earliest-starting row's first).
+    start: i32,
 }
 
 impl Default for BatchKv {
     fn default() -> Self {
-        BatchKv { layers: Vec::new(), offsets: Vec::new(), owners: Vec::new(), slot_cap: 0, cap: 0, kv_heads: 0, head_dim: 0, dtype: Dtype::Float32, step: None, last_sample: None }
+        BatchKv {
+            layers: Vec::new(),
+            idx: 0,
+            left: Vec::new(),
+            owners: Vec::new(),
+            slot_cap: 0,
+            cap: 0,
+            kv_heads: 0,
+            head_dim: 0,
+            dtype: Dtype::Float32,
+            step: None,
+            last_sample: None,
+        }
     }
 }
 
@@ -79,13 +98,18 @@ impl BatchKv {
         self.layers.iter().map(|(k, v)| k.nbytes() + v.nbytes()).sum()
     }
 
+    /// Positions held by each row, in slot order.
+    pub fn lengths(&self) -> Vec<i32> {
+        self.left.iter().map(|l| self.idx - l).collect()
+    }
+
     /// Moves a stream's per-layer cache into a new slot. The cache comes back unchanged (`Err`)
     /// when it cannot be stacked: a window-limited layer, an empty cache, or a shape that differs
     /// from the rows already here.
     pub fn admit(&mut self, owner: &str, cache: Vec<KvCache>) -> MlxResult<Result<usize, Vec<KvCache>>> {
         let Some(parts) = cache.iter().map(KvCache::full_parts).collect::<Option<Vec<_>>>() else { return Ok(Err(cache)) };
-        let Some(&(k0, _, offset)) = parts.first() else { return Ok(Err(cache)) };
-        if offset == 0 || parts.iter().any(|p| p.2 != offset) {
+        let Some(&(k0, _, len)) = parts.first() else { return Ok(Err(cache)) };
+        if len == 0 || parts.iter().any(|p| p.2 != len) {
             return Ok(Err(cache));
         }
         let s = k0.shape();
@@ -93,17 +117,21 @@ impl BatchKv {
             self.kv_heads = s[1];
             self.head_dim = s[3];
             self.dtype = k0.dtype();
+            self.idx = len;
         } else if parts.len() != self.layers.len() || s[1] != self.kv_heads || s[3] != self.head_dim || k0.dtype() != self.dtype {
             return Ok(Err(cache));
+        } else if len > self.idx {
+            self.shift_right(len - self.idx)?;
         }
         let slot = self.owners.len() as i32;
-        self.reserve(slot + 1, offset + 1, parts.len())?;
+        self.reserve(slot + 1, self.idx + 1, parts.len())?;
+        let first = self.idx - len;
         for (layer, (k, v, _)) in parts.iter().enumerate() {
             let (keys, values) = &mut self.layers[layer];
-            keys.try_index_mut((slot..slot + 1, .., ..offset, ..), k.try_index((.., .., ..offset, ..))?)?;
-            values.try_index_mut((slot..slot + 1, .., ..offset, ..), v.try_index((.., .., ..offset, ..))?)?;
+            keys.try_index_mut((slot..slot + 1, .., first..self.idx, ..), k.try_index((.., .., ..len, ..))?)?;
+            values.try_index_mut((slot..slot + 1, .., first..self.idx, ..), v.try_index((.., .., ..len, ..))?)?;
         }
-        self.offsets.push(offset);
+        self.left.push(first);
         self.owners.push(owner.to_string());
         Ok(Ok(slot as usize))
     }
@@ -111,16 +139,16 @@ impl BatchKv {
     /// Takes a row out: its keys/values as an ordinary cache (a copy, so it does not pin the
     /// stacked buffers) when `keep`, and the last row moves into its slot.
     pub fn evict(&mut self, slot: usize, keep: bool) -> MlxResult<Option<Vec<KvCache>>> {
-        let offset = self.offsets[slot];
+        let (first, len) = (self.left[slot], self.idx - self.left[slot]);
         let out = if keep {
-            let room = round_up(offset + 1);
-            let pad = ops::zeros_dtype(&[1, self.kv_heads, room - offset, self.head_dim], self.dtype)?;
+            let room = round_up(len + 1);
+            let pad = ops::zeros_dtype(&[1, self.kv_heads, room - len, self.head_dim], self.dtype)?;
             let mut caches = Vec::with_capacity(self.layers.len());
             for (keys, values) in &self.layers {
                 let s = slot as i32;
-                let k = ops::concatenate(&[keys.try_index((s..s + 1, .., ..offset, ..))?, pad.clone()], 2)?;
-                let v = ops::concatenate(&[values.try_index((s..s + 1, .., ..offset, ..))?, pad.clone()], 2)?;
-                caches.push(KvCache::from_full(k, v, offset));
+                let k = ops::concatenate(&[keys.try_index((s..s + 1, .., first..self.idx, ..))?, pad.clone()], 2)?;
+                let v = ops::concatenate(&[values.try_index((s..s + 1, .., first..self.idx, ..))?, pad.clone()], 2)?;
+                caches.push(KvCache::from_full(k, v, len));
             }
             Some(caches)
         } else {
@@ -136,18 +164,54 @@ impl BatchKv {
                 values.try_index_mut((dst..dst + 1, .., .., ..), &v)?;
             }
         }
-        self.offsets.swap_remove(slot);
+        self.left.swap_remove(slot);
         self.owners.swap_remove(slot);
         if self.owners.is_empty() {
             // Nothing resident: free the buffers.
             self.layers.clear();
             self.slot_cap = 0;
             self.cap = 0;
+            self.idx = 0;
+        } else {
+            self.drop_shared_padding()?;
         }
         Ok(out)
     }
 
-    /// Grows the buffers to hold at least `slots` rows of `len` positions.
+    /// Moves every row `by` columns to the right (a longer row is joining).
+    fn shift_right(&mut self, by: i32) -> MlxResult<()> {
+        let zeros = ops::zeros_dtype(&[self.slot_cap, self.kv_heads, by, self.head_dim], self.dtype)?;
+        for (k, v) in &mut self.layers {
+            *k = ops::concatenate(&[zeros.clone(), k.clone()], 2)?;
+            *v = ops::concatenate(&[zeros.clone(), v.clone()], 2)?;
+        }
+        self.cap += by;
+        self.idx += by;
+        for l in &mut self.left {
+            *l += by;
+        }
+        Ok(())
+    }
+
+    /// Drops the columns no row holds any more, once they add up to a block.
+    fn drop_shared_padding(&mut self) -> MlxResult<()> {
+        let unused = self.left.iter().copied().min().unwrap_or(0);
+        if unused < STEP {
+            return Ok(());
+        }
+        for (k, v) in &mut self.layers {
+            *k = k.try_index((.., .., unused.., ..))?;
+            *v = v.try_index((.., .., unused.., ..))?;
+        }
+        self.cap -= unused;
+        self.idx -= unused;
+        for l in &mut self.left {
+            *l -= unused;
+        }
+        Ok(())
+    }
+
+    /// Grows the buffers to hold at least `slots` rows of `len` columns.
     fn reserve(&mut self, slots: i32, len: i32, n_layers: usize) -> MlxResult<()> {
         if self.layers.is_empty() {
             self.slot_cap = slots.max(SLOT_STEP);
@@ -177,31 +241,21 @@ impl BatchKv {
         Ok(())
     }
 
-    /// Prepares one decode step of every row (one new token each): room for it and the index
-    /// arrays every layer shares.
+    /// Prepares one decode step of every row (one new token each): room for it and the arrays
+    /// every layer shares.
     pub fn begin_step(&mut self) -> MlxResult<()> {
-        let rows = self.offsets.len() as i32;
-        let longest = self.offsets.iter().copied().max().unwrap_or(0);
-        self.reserve(rows, longest + 1, self.layers.len())?;
-        let (h, cap) = (self.kv_heads, self.cap);
-        let scatter: Vec<i32> = (0..rows)
-            .flat_map(|r| (0..h).map(move |hd| (r * h + hd) * cap))
-            .zip(self.offsets.iter().flat_map(|&o| std::iter::repeat_n(o, h as usize)))
-            .map(|(base, o)| base + o)
-            .collect();
-        let len = longest + 1;
-        let mask = if self.offsets.iter().all(|&o| o == longest) {
+        let rows = self.left.len() as i32;
+        self.reserve(rows, self.idx + 1, self.layers.len())?;
+        let start = self.left.iter().copied().min().unwrap_or(0);
+        let len = self.idx + 1 - start;
+        let mask = if self.left.iter().all(|&l| l == start) {
             None
         } else {
-            let allowed: Vec<bool> = self.offsets.iter().flat_map(|&o| (0..len).map(move |j| j <= o)).collect();
+            let allowed: Vec<bool> = self.left.iter().flat_map(|&l| (start..=self.idx).map(move |j| j >= l)).collect();
             Some(Array::from_slice(&allowed, &[rows, 1, 1, len]))
         };
-        self.step = Some(StepIndex {
-            positions: Array::from_slice(&self.offsets, &[rows]),
-            scatter: Array::from_slice(&scatter, &[rows * h]),
-            mask,
-            len,
-        });
+        let positions: Vec<i32> = self.lengths();
+        self.step = Some(StepIndex { positions: Array::from_slice(&positions, &[rows]), mask, start });
         Ok(())
     }
 
@@ -210,35 +264,26 @@ impl BatchKv {
         &self.step.as_ref().expect("begin_step before a batched layer").positions
     }
 
-    /// Writes one layer's new keys/values (k, v: [rows, kv_heads, 1, head_dim]) at each row's
-    /// position and returns what that layer attends to: keys and values [rows, kv_heads, len,
-    /// head_dim] and the mask hiding positions a row does not hold.
+    /// Writes one layer's new keys/values (k, v: [rows, kv_heads, 1, head_dim]) at the shared
+    /// column and returns what that layer attends to: keys and values [rows, kv_heads, columns,
+    /// head_dim] and the mask hiding the columns a row does not hold.
     pub fn update(&mut self, layer: usize, k: &Array, v: &Array) -> MlxResult<(Array, Array, Option<Array>)> {
         let step = self.step.as_ref().expect("begin_step before a batched layer");
-        let rows = self.offsets.len() as i32;
-        let (h, d) = (self.kv_heads, self.head_dim);
-        let flat = [self.slot_cap * h * self.cap, d];
-        let full = [self.slot_cap, h, self.cap, d];
+        let rows = self.left.len() as i32;
+        let (at, start) = (self.idx, step.start);
         let (keys, values) = &mut self.layers[layer];
-        let put = |buf: &Array, new: &Array| -> MlxResult<Array> {
-            let upd = new.as_dtype(self.dtype)?.reshape(&[rows * h, 1, d])?;
-            scatter_single(buf.reshape(&flat)?, &step.scatter, &upd, 0)?.reshape(&full)
-        };
-        *keys = put(keys, k)?;
-        *values = put(values, v)?;
-        let len = step.len;
-        Ok((keys.try_index((..rows, .., ..len, ..))?, values.try_index((..rows, .., ..len, ..))?, step.mask.clone()))
+        keys.try_index_mut((..rows, .., at..at + 1, ..), k.as_dtype(self.dtype)?)?;
+        values.try_index_mut((..rows, .., at..at + 1, ..), v.as_dtype(self.dtype)?)?;
+        Ok((keys.try_index((..rows, .., start..at + 1, ..))?, values.try_index((..rows, .., start..at + 1, ..))?, step.mask.clone()))
     }
 
     /// Ends the step: every row now holds one more position.
     pub fn end_step(&mut self) {
         self.step = None;
-        for o in &mut self.offsets {
-            *o += 1;
-        }
+        self.idx += 1;
     }
 
-    /// Drops the step's index arrays without advancing (the pass failed while being built).
+    /// Drops the step's arrays without advancing (the pass failed while being built).
     pub fn abandon_step(&mut self) {
         self.step = None;
     }
@@ -291,10 +336,12 @@ mod tests {
         assert_eq!(keys.shape(), &[3, 2, 8, 4]);
         let mask = mask.expect("rows of different lengths need a mask");
         let m: Vec<bool> = mask.as_slice::<bool>().to_vec();
-        assert_eq!(&m[0..8], &[true, true, true, true, false, false, false, false]);
+        // Rows are right-aligned: "a" (3 positions + the new one) holds the last 4 columns.
+        assert_eq!(&m[0..8], &[false, false, false, false, true, true, true, true]);
         assert_eq!(&m[8..16], &[true; 8]);
+        assert_eq!(&m[16..24], &[false, false, true, true, true, true, true, true]);
         // Row "a": its 3 positions, then the new key at position 3.
-        let a = keys.try_index((0..1, .., ..4, ..)).unwrap();
+        let a = keys.try_index((0..1, .., 4.., ..)).unwrap();
         let want = ops::concatenate(&[raw0[0].0.clone(), newk.try_index((0..1, .., .., ..)).unwrap()], 2).unwrap();
         assert_eq!(max_diff(&a, &want), 0.0);
         // Evicting "a" moves "c" into slot 0 and hands back a's cache with 4 positions.
@@ -316,6 +363,37 @@ mod tests {
         b.evict(0, false).unwrap();
         assert_eq!(b.rows(), 0);
         assert_eq!(b.nbytes(), 0, "an empty batch frees its buffers");
+    }
+
+    /// A longer row joining moves the others right; once the long row leaves, the padding every
+    /// remaining row shares is dropped (the buffer shrinks back) and contents survive both moves.
+    #[test]
+    fn longer_rows_shift_and_shared_padding_is_dropped() {
+        let mut b = BatchKv::default();
+        let (short, raw_s) = cache_with(3, 1, 5);
+        let (long, _) = cache_with(STEP + 44, 1, 6);
+        assert!(b.admit("s", short).unwrap().is_ok());
+        assert!(b.admit("l", long).unwrap().is_ok());
+        assert_eq!(b.lengths(), vec![3, STEP + 44]);
+        let one = Array::ones::<f32>(&[2, 2, 1, 4]).unwrap();
+        b.begin_step().unwrap();
+        assert_eq!(b.positions().as_slice::<i32>(), &[3, STEP + 44]);
+        b.update(0, &one, &one).unwrap();
+        b.end_step();
+        let wide = b.nbytes();
+        b.evict(1, false).unwrap();
+        assert_eq!(b.lengths(), vec![4]);
+        assert!(b.nbytes() < wide, "the shared padding was not dropped: {} vs {wide} bytes", b.nbytes());
+        b.begin_step().unwrap();
+        let (keys, _, mask) = b.update(0, &one.try_index((..1, .., .., ..)).unwrap(), &one.try_index((..1, .., .., ..)).unwrap()).unwrap();
+        b.end_step();
+        assert!(mask.is_none(), "one row needs no mask");
+        assert_eq!(keys.shape(), &[1, 2, 5, 4], "attention spans the row's own 5 positions only");
+        let back = b.evict(0, true).unwrap().unwrap();
+        assert_eq!(back[0].offset(), 5);
+        let (k, _, _) = back[0].full_parts().unwrap();
+        assert_eq!(max_diff(&k.try_index((.., .., ..3, ..)).unwrap(), &raw_s[0].0), 0.0);
+        assert_eq!(max_diff(&k.try_index((.., .., 3..5, ..)).unwrap(), &Array::ones::<f32>(&[1, 2, 2, 4]).unwrap()), 0.0);
     }
 
     /// Window-limited caches and mismatched shapes are refused and handed back intact.
