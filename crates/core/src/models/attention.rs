@@ -114,9 +114,3 @@ fn stacked_decode(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &A
     let out = fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, mask, None)?;
     out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, rows, spec.heads * spec.head_dim])
 }
-
-/// Splits the last axis of `x` at the given boundaries (fused projections: qkv, gate_up).
-pub(crate) fn split_last(x: &Array, bounds: &[i32]) -> MlxResult<Vec<Array>> {
-    let axis = x.ndim() as i32 - 1;
-    x.split_at_indices(bounds, axis)
-}

@@ -159,8 +159,7 @@ impl Projections {
         match self {
             Projections::Separate(parts) => parts.iter().map(|l| l.forward(x)).collect(),
             Projections::Fused { layer, bounds } => {
-                let y = layer.forward(x)?;
-                y.split_at_indices(bounds, y.ndim() as i32 - 1)
+                split_last(&layer.forward(x)?, bounds)
             }
         }
     }
@@ -222,6 +221,16 @@ fn fuse(parts: &[Linear]) -> Result<Option<(Linear, Vec<i32>)>, mlx_rs::error::E
     Ok(Some((layer, bounds)))
 }
 
+/// Splits the last axis of `x` at the given boundaries (fused projections: qkv, gate_up) into
+/// contiguous arrays. Left as views into the fused product (an offset and the whole width as
+/// row stride), they made MLX 0.32's CUDA backend write out of bounds (compute-sanitizer:
+/// invalid 2-byte global writes, bf16) and batched greedy ids go wrong from the first token
+/// (H200); the copy is small next to the product itself.
+pub(crate) fn split_last(x: &Array, bounds: &[i32]) -> Result<Vec<Array>, mlx_rs::error::Exception> {
+    let axis = x.ndim() as i32 - 1;
+    x.split_at_indices(bounds, axis)?.iter().map(Array::contiguous).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +242,22 @@ mod tests {
     fn max_rel(a: &Array, b: &Array) -> f32 {
         let d = ops::max(&ops::abs(&ops::subtract(a, b).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
         d / ops::max(&ops::abs(b).unwrap(), None).unwrap().item_cast::<f32>()
+    }
+
+    /// The parts of a fused product come out contiguous (not views into it): MLX's CUDA
+    /// kernels wrote out of bounds on such views.
+    #[test]
+    fn split_parts_are_contiguous() {
+        let x = rand(&[2, 3, 10], 1);
+        let parts = split_last(&x, &[4, 7]).unwrap();
+        let widths: Vec<i32> = parts.iter().map(|p| p.shape()[2]).collect();
+        assert_eq!(widths, vec![4, 3, 3]);
+        for (p, w) in parts.iter().zip(&widths) {
+            p.eval().unwrap();
+            assert_eq!(p.strides(), &[3 * *w as usize, *w as usize, 1], "a split part is a strided view");
+        }
+        let back = ops::concatenate(&parts, 2).unwrap();
+        assert_eq!(max_rel(&back, &x), 0.0);
     }
 
     /// The stacked layer computes what the separate layers do (dense with biases, and MLX 4-bit),

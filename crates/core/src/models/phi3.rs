@@ -8,7 +8,8 @@ use mlx_rs::fast;
 use mlx_rs::{nn, ops, Array};
 use serde_json::Value;
 
-use super::attention::{segment_attention, split_last, AttnSpec};
+use super::attention::{segment_attention, AttnSpec};
+use super::linear::split_last;
 use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, DecoderStack, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear};
