@@ -239,6 +239,7 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatche
             None => groups.push(vec![p]),
         }
     }
+    let built = std::time::Instant::now();
     let mut sampled: Vec<(usize, DeviceSample)> = Vec::new();
     for group in &groups {
         let model = streams[plan[group[0]].row].model();
@@ -309,12 +310,15 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatche
     // lazily above) while it runs: the host's detokenizing overlaps the device's compute.
     let arrays: Vec<&Array> = sampled.iter().flat_map(|(_, d)| [&d.token, &d.logprob]).collect();
     mlx_rs::transforms::async_eval(arrays)?;
+    let queued = std::time::Instant::now();
     let mut done = Vec::new();
     for p in plan {
         if let Some(Step::Done) = streams[p.row].settle_fed() {
             done.push(p.row);
         }
     }
+    let stacked = plan.iter().filter(|p| p.slot.is_some()).count();
+    super::step_trace::record(stacked, plan.len() - stacked, queued - built, queued.elapsed());
     for (i, sample) in sampled {
         // A row that ended on its previous sample drops this one (computed one step ahead).
         if done.contains(&i) {

@@ -89,6 +89,7 @@ impl Worker {
     }
 
     fn shutdown(&mut self) {
+        super::step_trace::report();
         for mut s in self.streams.drain(..) {
             s.abort(EngineError::new(ErrorCode::Cancelled, "Engine shut down"));
         }
