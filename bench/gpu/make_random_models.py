@@ -53,7 +53,10 @@ def weights(c):
 def main():
     tok_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
     from mlx_lm import convert
+    only = [n for n in os.environ.get("BENCH_GPU_ONLY", "").split(",") if n]
     for name, cfg in SHAPES.items():
+        if only and name not in only:
+            continue
         d = out / name
         if not (d / "model.safetensors").exists():
             d.mkdir(parents=True, exist_ok=True)

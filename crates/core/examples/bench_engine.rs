@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use futures_util::future::join_all;
+
 use mlx_serving_core::{Engine, EngineConfig, StreamHandle};
 use serde_json::{json, Value};
 
@@ -43,18 +45,25 @@ async fn main() {
     // warm-up of the batched path (first-use kernels of stacked decode), as bench/mlx_lm_bench.py
     // does for its BatchGenerator: the largest concurrency, a few tokens each
     let widest = concurrency.iter().copied().max().unwrap_or(1);
-    let mut warm = Vec::new();
-    for i in 0..widest {
-        warm.push(engine.create_stream(&params(&batch[i % batch.len()], 4), &Value::Null).await.unwrap());
-    }
+    let ps: Vec<Value> = (0..widest).map(|i| params(&batch[i % batch.len()], 4)).collect();
+    let warm = join_all(ps.iter().map(|p| engine.create_stream(p, &Value::Null))).await.into_iter().map(Result::unwrap).collect();
     futures_join(warm, Instant::now()).await;
+    // Sanity check of the batched path on this device: the first batch prompt alone, then its
+    // ids from the widest concurrent run are compared (leading ids that agree; bf16 kernels for
+    // 16 rows may round differently from 1 row, so a late divergence is not by itself a bug,
+    // an early one is).
+    let solo = timed(engine.create_stream(&params(&batch[0], gen), &Value::Null).await.unwrap(), Instant::now()).await;
+    let mut agree = Value::Null;
     for &n in &concurrency {
+        // All N requests are made at once (as N concurrent users would, and as mlx-lm's side
+        // inserts its N prompts): awaiting each start in turn would let them join one per step.
         let start = Instant::now();
-        let mut handles = Vec::new();
-        for i in 0..n {
-            handles.push(engine.create_stream(&params(&batch[i % batch.len()], gen), &Value::Null).await.unwrap());
-        }
+        let ps: Vec<Value> = (0..n).map(|i| params(&batch[i % batch.len()], gen)).collect();
+        let handles = join_all(ps.iter().map(|p| engine.create_stream(p, &Value::Null))).await.into_iter().map(Result::unwrap).collect();
         let timings = futures_join(handles, start).await;
+        if n == widest {
+            agree = json!(solo.ids.iter().zip(&timings[0].ids).take_while(|(a, b)| a == b).count());
+        }
         let wall = timings.iter().map(|t| t.total).fold(0.0, f64::max);
         let tokens: usize = timings.iter().map(|t| t.tokens).sum();
         aggregate.insert(n.to_string(), json!(tokens as f64 / wall));
@@ -68,6 +77,7 @@ async fn main() {
         "ttft_chat_s": chat.ttft,
         "aggregate_tps": aggregate,
         "peak_rss_bytes": peak_rss_bytes(),
+        "batched_ids_agreeing_with_solo": agree,
     });
     println!("{out}");
     engine.shutdown().await;

@@ -9,11 +9,13 @@ pub struct Timing {
     pub ttft: f64,
     pub total: f64,
     pub tokens: usize,
+    /// The generated ids, in order.
+    pub ids: Vec<u32>,
 }
 
-/// Reads a stream to its end: time to the first token chunk and to the end, token count.
+/// Reads a stream to its end: time to the first token chunk and to the end, the ids.
 pub async fn timed(mut s: StreamHandle, start: Instant) -> Timing {
-    let (mut first, mut tokens) = (None, 0usize);
+    let (mut first, mut tokens, mut ids) = (None, 0usize, Vec::new());
     loop {
         let batch = s.next_batch().await;
         if batch.is_empty() {
@@ -21,8 +23,9 @@ pub async fn timed(mut s: StreamHandle, start: Instant) -> Timing {
         }
         for c in batch {
             match c {
-                Chunk::Token { .. } => {
+                Chunk::Token { token_id, .. } => {
                     tokens += 1;
+                    ids.push(token_id);
                     first.get_or_insert_with(|| start.elapsed().as_secs_f64());
                 }
                 Chunk::Error(e) => panic!("stream failed: {e}"),
@@ -31,7 +34,7 @@ pub async fn timed(mut s: StreamHandle, start: Instant) -> Timing {
         }
     }
     let total = start.elapsed().as_secs_f64();
-    Timing { ttft: first.unwrap_or(total), total, tokens }
+    Timing { ttft: first.unwrap_or(total), total, tokens, ids }
 }
 
 /// The process's peak resident set (VmHWM), bytes.
