@@ -286,9 +286,10 @@ export interface RuntimeInfo {
   /**
    * `blas`: the library serving MLX's CPU matmuls, e.g. `'openblas (libopenblas.so.0)'` or
    * `'reference (libblas-….so.3.10.0)'` (unoptimized: a warning is logged once). EXT
-   * `blasThreads`: OpenBLAS's thread count.
+   * `blasThreads`: OpenBLAS's thread count. `blasRowsAsGemv`: MLX's products with few rows (the
+   * decode step's) run as per-row GEMV in front of that BLAS.
    */
-  backend?: { device: 'metal' | 'cuda' | 'cpu'; mlxVersion: string; blas?: string; blasThreads?: number };
+  backend?: { device: 'metal' | 'cuda' | 'cpu'; mlxVersion: string; blas?: string; blasThreads?: number; blasRowsAsGemv?: boolean };
 }
 
 export interface HealthStatus {

@@ -10,8 +10,9 @@ f16 scales), made by scripts/models/make_bench_models.sh:
   * mlx-lm given the same advantages: every floating parameter cast to f32 (for 4-bit: f32
     scales/biases), Debian's OpenBLAS via LD_PRELOAD (this benchmark process only);
   * 4-bit only: mlx-lm dequantized to dense f32 + OpenBLAS (the form our engine picks);
-  * ours (mlx-serving, `computeDtype: 'auto'`; crates/core/examples/cpu_backend.rs), and ours
-    with OPENBLAS_NUM_THREADS=1 (the thread question).
+  * ours (mlx-serving, `computeDtype: 'auto'`; crates/core/examples/cpu_backend.rs), ours
+    with OPENBLAS_NUM_THREADS=1 (the thread question), and ours with MLX_SERVING_GEMV=0 (MLX's
+    one-row products left to OpenBLAS's GEMM instead of our GEMV forwarding, services/blas_rows.rs).
 Metrics: prefill tok/s (512-token prompt; mlx-lm: generate_step until its first token),
 decode tok/s (1 stream, 128 greedy tokens after a 42-token prompt, EOS ignored), TTFT of a
 42-token chat prompt (chat template + tokenization + prefill + first token); min/median/max
@@ -186,6 +187,7 @@ def main():
             ours = [ours_bin, "--model", folder, "--ids", str(ids), "--runs", "1", "--chat", CHAT_MSG]
             configs.append((m, "ours (mlx-serving, computeDtype auto)", ours, {}, False))
             configs.append((m, "ours, OPENBLAS_NUM_THREADS=1", ours, {"OPENBLAS_NUM_THREADS": "1"}, False))
+            configs.append((m, "ours, MLX_SERVING_GEMV=0 (one-row products as OpenBLAS GEMM)", ours, {"MLX_SERVING_GEMV": "0"}, False))
         # Interleaved: run i of every configuration before run i+1 of any, so load drift from
         # other jobs on a shared machine spreads over all rows instead of skewing one.
         rows = {}

@@ -4,8 +4,8 @@
 //! token's activations (one row) meet each weight matrix. Debian 12's OpenBLAS (0.3.21) runs such
 //! a call through its full GEMM path, which first packs the whole weight matrix: on a 2-core EPYC
 //! that made a one-row product 2.0–2.4× slower than `cblas_sgemv` on the same matrix (SmolLM2
-//! shapes, weights not in cache; docs/adr/0012-sgemm-rows-as-gemv.md). Newer OpenBLAS releases
-//! forward such calls to GEMV themselves; this one does not.
+//! shapes, weights not in cache; docs/adr/blas-rows-as-gemv.md). Newer OpenBLAS releases
+//! can forward such calls to GEMV themselves (a build option); this one does not.
 //!
 //! So this crate defines `cblas_sgemm` itself. The dynamic linker binds libmlx's calls to it,
 //! because our object (the addon, or a test/bench executable that exports the symbol) comes
