@@ -309,6 +309,7 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatche
     // Queue this step's work, then read the samples the previous step left on the device (fed
     // lazily above) while it runs: the host's detokenizing overlaps the device's compute.
     let arrays: Vec<&Array> = sampled.iter().flat_map(|(_, d)| [&d.token, &d.logprob]).collect();
+    let evaluating = std::time::Instant::now();
     mlx_rs::transforms::async_eval(arrays)?;
     let queued = std::time::Instant::now();
     let mut done = Vec::new();
@@ -318,7 +319,7 @@ fn run_plan(streams: &mut VecDeque<GenerationStream>, batches: &mut DecodeBatche
         }
     }
     let stacked = plan.iter().filter(|p| p.slot.is_some()).count();
-    super::step_trace::record(stacked, plan.len() - stacked, queued - built, queued.elapsed());
+    super::step_trace::record(stacked, plan.len() - stacked, [evaluating - built, queued - evaluating, queued.elapsed()]);
     for (i, sample) in sampled {
         // A row that ended on its previous sample drops this one (computed one step ahead).
         if done.contains(&i) {

@@ -1,7 +1,8 @@
 //! Per-step timing of the batched pass, for profiling on machines without a profiler
-//! (`MLX_SERVING_STEP_TRACE=1`): how long the host spent building and queueing a step, and how
-//! long it then waited for the previous step's samples (the device's share). Printed to stderr
-//! per stacked-row count when the engine shuts down. Off by default: one env lookup per process.
+//! (`MLX_SERVING_STEP_TRACE=1`): how long the host spent building a step's graph, handing it to
+//! MLX (`async_eval`: on CUDA that encodes and launches the kernels), and then waiting for the
+//! previous step's samples (the device's share). Printed to stderr per row count when the engine
+//! shuts down. Off by default: one env lookup per process.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -13,18 +14,19 @@ fn enabled() -> bool {
 }
 
 thread_local! {
-    /// (stacked rows, other rows, build, wait)
-    static STEPS: RefCell<Vec<(usize, usize, Duration, Duration)>> = const { RefCell::new(Vec::new()) };
+    /// (stacked rows, other rows, [build, eval, wait])
+    static STEPS: RefCell<Vec<(usize, usize, [Duration; 3])>> = const { RefCell::new(Vec::new()) };
 }
 
-pub fn record(stacked: usize, other: usize, build: Duration, wait: Duration) {
+/// One step: graph build, `async_eval`, wait for the previous samples.
+pub fn record(stacked: usize, other: usize, times: [Duration; 3]) {
     if enabled() {
-        STEPS.with(|s| s.borrow_mut().push((stacked, other, build, wait)));
+        STEPS.with(|s| s.borrow_mut().push((stacked, other, times)));
     }
 }
 
 /// Prints and clears this thread's record: per (stacked, other) row counts, steps and median
-/// build / wait / total milliseconds.
+/// build / eval / wait / total milliseconds.
 pub fn report() {
     if !enabled() {
         return;
@@ -33,23 +35,21 @@ pub fn report() {
     let mut keys: Vec<(usize, usize)> = steps.iter().map(|s| (s.0, s.1)).collect();
     keys.sort();
     keys.dedup();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for key in keys {
-        let mut b: Vec<f64> = steps.iter().filter(|s| (s.0, s.1) == key).map(|s| ms(s.2)).collect();
-        let mut w: Vec<f64> = steps.iter().filter(|s| (s.0, s.1) == key).map(|s| ms(s.3)).collect();
-        let mut t: Vec<f64> = steps.iter().filter(|s| (s.0, s.1) == key).map(|s| ms(s.2 + s.3)).collect();
-        let med = |v: &mut Vec<f64>| {
+        let of = |f: &dyn Fn(&[Duration; 3]) -> Duration| -> f64 {
+            let mut v: Vec<f64> = steps.iter().filter(|s| (s.0, s.1) == key).map(|s| f(&s.2).as_secs_f64() * 1e3).collect();
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
+        let n = steps.iter().filter(|s| (s.0, s.1) == key).count();
         eprintln!(
-            "step-trace stacked={} other={} steps={} build_ms={:.3} wait_ms={:.3} total_ms={:.3}",
+            "step-trace stacked={} other={} steps={n} build_ms={:.3} eval_ms={:.3} wait_ms={:.3} total_ms={:.3}",
             key.0,
             key.1,
-            b.len(),
-            med(&mut b),
-            med(&mut w),
-            med(&mut t)
+            of(&|t| t[0]),
+            of(&|t| t[1]),
+            of(&|t| t[2]),
+            of(&|t| t[0] + t[1] + t[2])
         );
     }
 }

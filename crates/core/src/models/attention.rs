@@ -53,6 +53,15 @@ impl<'a> AttnSpec<'a> {
     /// t [.., n*head_dim] → [b, n, l, head_dim] for `[b, l]` (tokens as batch entries `b` or as
     /// positions `l`), RMS-normed per head with `norm` first.
     fn heads_of(&self, t: &Array, [b, l]: [i32; 2], n: i32, norm: Option<&Array>) -> MlxResult<Array> {
+        if l == 1 {
+            // One position per entry (decode): [b, n, 1, d] is the same memory order, so one
+            // reshape replaces reshape + transpose (a decode step is bound by its node count).
+            let t = t.reshape(&[b, n, 1, self.head_dim])?;
+            return match (norm, self.qk_norm) {
+                (Some(w), Some((_, _, eps))) => fast::rms_norm(&t, Some(w), eps),
+                _ => Ok(t),
+            };
+        }
         let t = t.reshape(&[b, l, n, self.head_dim])?;
         let t = match (norm, self.qk_norm) {
             (Some(w), Some((_, _, eps))) => fast::rms_norm(&t, Some(w), eps)?,
@@ -94,7 +103,8 @@ pub(crate) fn segment_attention(spec: &AttnSpec<'_>, layer: usize, q_all: &Array
         } else {
             fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, None, None)?
         };
-        outs.push(out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, len, spec.heads * spec.head_dim])?);
+        let out = if len == 1 { out } else { out.transpose_axes(&[0, 2, 1, 3])? };
+        outs.push(out.reshape(&[1, len, spec.heads * spec.head_dim])?);
         start += len;
     }
     if single { Ok(outs.pop().unwrap()) } else { ops::concatenate(&outs, 1) }
@@ -112,5 +122,6 @@ fn stacked_decode(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &A
     let (keys, values, mask) = batch.update(layer, &k, &v)?;
     let mask = mask.as_ref().map(fast::ScaledDotProductAttentionMask::Array);
     let out = fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, mask, None)?;
-    out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, rows, spec.heads * spec.head_dim])
+    // [rows, heads, 1, d] holds each row's heads in order: no transpose needed.
+    out.reshape(&[1, rows, spec.heads * spec.head_dim])
 }

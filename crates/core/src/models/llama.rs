@@ -4,7 +4,7 @@
 //! explicit head_dim, tied or untied output projection, rope scaling.
 
 use mlx_rs::fast;
-use mlx_rs::{nn, ops, Array};
+use mlx_rs::{ops, Array};
 
 use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, segment_logits, DecoderStack, Segment};
 use super::config::ModelConfig;
@@ -13,6 +13,7 @@ use super::attention::{segment_attention, AttnSpec};
 pub use super::rope::RotaryTables;
 use super::rope::Rope;
 use super::weights::WeightMap;
+use super::activation::swiglu;
 use crate::error::{EngineError, EngineResult};
 use crate::generation::kv_cache::KvCache;
 
@@ -109,7 +110,7 @@ impl LlamaModel {
         let h = ops::add(x, &self.attention(&b.attn, layer, &normed, segs, rot)?)?;
         let normed = fast::rms_norm(&h, Some(&b.post_attention_layernorm), eps)?;
         let gate_up = b.mlp.gate_up.forward(&normed)?;
-        let act = ops::multiply(&nn::silu(&gate_up[0])?, &gate_up[1])?;
+        let act = swiglu(&gate_up[0], &gate_up[1])?;
         ops::add(&h, &b.mlp.down_proj.forward(&act)?)
     }
 

@@ -1,6 +1,7 @@
 //! Model folders → runnable models. Owns config parsing, weight loading (dense and MLX-quantized)
 //! and the architecture implementations. One file per architecture family.
 
+pub(crate) mod activation;
 pub(crate) mod attention;
 pub mod causal;
 pub mod compute;

@@ -14,12 +14,13 @@
 
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::ops::argpartition_axis;
-use mlx_rs::{nn, ops, Array, Dtype};
+use mlx_rs::{ops, Array, Dtype};
 
 use super::causal::linear_arrays;
 use super::config::QuantizationConfig;
 use super::linear::Linear;
 use super::weights::WeightMap;
+use super::activation::swiglu;
 use crate::error::{EngineError, EngineResult};
 
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
@@ -175,7 +176,7 @@ impl SwitchGlu {
     fn glu(&self, x: &Array, idx: &Array, sorted: bool) -> MlxResult<Array> {
         let up = gather_linear(&self.up_proj, x, idx, sorted)?;
         let gate = gather_linear(&self.gate_proj, x, idx, sorted)?;
-        gather_linear(&self.down_proj, &ops::multiply(&nn::silu(&gate)?, &up)?, idx, sorted)
+        gather_linear(&self.down_proj, &swiglu(&gate, &up)?, idx, sorted)
     }
 
     /// Host-grouped experts: x [T, H], inds [T, k] → [T, k, H]; one matmul per used expert.
@@ -208,7 +209,7 @@ impl SwitchGlu {
             let xe = if n == t * k { xs.clone() } else { xs.try_index(start..start + n)? };
             let up = expert_linear(&self.up_proj, &xe, e as i32)?;
             let gate = expert_linear(&self.gate_proj, &xe, e as i32)?;
-            outs.push(expert_linear(&self.down_proj, &ops::multiply(&nn::silu(&gate)?, &up)?, e as i32)?);
+            outs.push(expert_linear(&self.down_proj, &swiglu(&gate, &up)?, e as i32)?);
             start += n;
         }
         let ys = if outs.len() == 1 { outs.pop().unwrap() } else { ops::concatenate(&outs, 0)? };

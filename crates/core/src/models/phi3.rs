@@ -5,7 +5,7 @@
 //! scaling default, linear or su/longrope (models/rope.rs).
 
 use mlx_rs::fast;
-use mlx_rs::{nn, ops, Array};
+use mlx_rs::{ops, Array};
 use serde_json::Value;
 
 use super::attention::{segment_attention, AttnSpec};
@@ -15,6 +15,7 @@ use super::config::ModelConfig;
 use super::linear::{Embedding, Linear};
 use super::rope::Rope;
 use super::weights::WeightMap;
+use super::activation::swiglu;
 use crate::error::{EngineError, EngineResult};
 use crate::generation::kv_cache::KvCache;
 
@@ -76,7 +77,7 @@ impl Phi3Model {
         let h = ops::add(x, &b.o_proj.forward(&attn)?)?;
         let normed = fast::rms_norm(&h, Some(&b.post_attention_layernorm), c.rms_norm_eps)?;
         let gate_up = split_last(&b.gate_up_proj.forward(&normed)?, &[c.intermediate_size])?;
-        let act = ops::multiply(&nn::silu(&gate_up[0])?, &gate_up[1])?;
+        let act = swiglu(&gate_up[0], &gate_up[1])?;
         ops::add(&h, &b.down_proj.forward(&act)?)
     }
 

@@ -5,7 +5,7 @@
 //! The two differ in data only: weight names, routing rule and which layers are sparse.
 
 use mlx_rs::fast;
-use mlx_rs::{nn, ops, Array};
+use mlx_rs::{ops, Array};
 use serde_json::Value;
 
 use super::attention::{segment_attention, AttnSpec};
@@ -15,6 +15,7 @@ use super::linear::{Embedding, Linear};
 use super::moe::{stack_experts, MoeBlock, MoeKernel, Routing};
 use super::rope::Rope;
 use super::weights::WeightMap;
+use super::activation::swiglu;
 use crate::error::{EngineError, EngineResult};
 use crate::generation::kv_cache::KvCache;
 
@@ -129,7 +130,7 @@ impl MoeModel {
         let normed = fast::rms_norm(&h, Some(&b.post_attention_layernorm), c.rms_norm_eps)?;
         let r = match &b.ffn {
             Ffn::Dense { gate_proj, up_proj, down_proj } => {
-                down_proj.forward(&ops::multiply(&nn::silu(&gate_proj.forward(&normed)?)?, &up_proj.forward(&normed)?)?)?
+                down_proj.forward(&swiglu(&gate_proj.forward(&normed)?, &up_proj.forward(&normed)?)?)?
             }
             Ffn::Sparse(moe) => moe.forward(&normed)?,
         };
