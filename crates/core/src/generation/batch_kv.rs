@@ -199,9 +199,12 @@ impl BatchKv {
         if unused < STEP {
             return Ok(());
         }
+        // Copied out, not kept as views with an offset into the old buffers: later steps write
+        // into these in place, and offset views are where MLX's CUDA backend went wrong before
+        // (models/linear.rs::split_last).
         for (k, v) in &mut self.layers {
-            *k = k.try_index((.., .., unused.., ..))?;
-            *v = v.try_index((.., .., unused.., ..))?;
+            *k = k.try_index((.., .., unused.., ..))?.contiguous()?;
+            *v = v.try_index((.., .., unused.., ..))?.contiguous()?;
         }
         self.cap -= unused;
         self.idx -= unused;
