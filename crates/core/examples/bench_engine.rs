@@ -45,9 +45,7 @@ async fn main() {
     // warm-up of the batched path (first-use kernels of stacked decode), as bench/mlx_lm_bench.py
     // does for its BatchGenerator: the largest concurrency, a few tokens each
     let widest = concurrency.iter().copied().max().unwrap_or(1);
-    let ps: Vec<Value> = (0..widest).map(|i| params(&batch[i % batch.len()], 4)).collect();
-    let warm = join_all(ps.iter().map(|p| engine.create_stream(p, &Value::Null))).await.into_iter().map(Result::unwrap).collect();
-    futures_join(warm, Instant::now()).await;
+    futures_join(start_all(&engine, batch, widest, 4).await, Instant::now()).await;
     // Sanity check of the batched path on this device: the first batch prompt alone, then its
     // ids from the widest concurrent run are compared (leading ids that agree; bf16 kernels for
     // 16 rows may round differently from 1 row, so a late divergence is not by itself a bug,
@@ -58,9 +56,7 @@ async fn main() {
         // All N requests are made at once (as N concurrent users would, and as mlx-lm's side
         // inserts its N prompts): awaiting each start in turn would let them join one per step.
         let start = Instant::now();
-        let ps: Vec<Value> = (0..n).map(|i| params(&batch[i % batch.len()], gen)).collect();
-        let handles = join_all(ps.iter().map(|p| engine.create_stream(p, &Value::Null))).await.into_iter().map(Result::unwrap).collect();
-        let timings = futures_join(handles, start).await;
+        let timings = futures_join(start_all(&engine, batch, n, gen).await, start).await;
         if n == widest {
             agree = json!(solo.ids.iter().zip(&timings[0].ids).take_while(|(a, b)| a == b).count());
         }
@@ -81,6 +77,12 @@ async fn main() {
     });
     println!("{out}");
     engine.shutdown().await;
+}
+
+/// Requests `n` streams over the batch prompts (cycled) at once, not one after another.
+async fn start_all(engine: &Engine, batch: &[Value], n: usize, max_tokens: u64) -> Vec<StreamHandle> {
+    let ps: Vec<Value> = (0..n).map(|i| params(&batch[i % batch.len()], max_tokens)).collect();
+    join_all(ps.iter().map(|p| engine.create_stream(p, &Value::Null))).await.into_iter().map(Result::unwrap).collect()
 }
 
 async fn futures_join(handles: Vec<StreamHandle>, start: Instant) -> Vec<Timing> {

@@ -56,15 +56,15 @@ pub fn settle() {
     }
 }
 
-/// Marks the calling engine thread as having MLX work in flight until the guard drops. `None` once the process
-/// is exiting: the caller must not touch MLX any more (see [`park_forever`]).
-pub fn enter() -> Option<Busy> {
+/// Marks the calling engine thread as having MLX work in flight until the guard drops. Once the
+/// process is exiting the thread must not touch MLX any more: it parks for good instead.
+pub fn enter_or_park() -> Busy {
     BUSY.fetch_add(1, Ordering::SeqCst);
     if EXITING.load(Ordering::SeqCst) {
         BUSY.fetch_sub(1, Ordering::SeqCst);
-        return None;
+        park_forever();
     }
-    Some(Busy)
+    Busy
 }
 
 pub struct Busy;

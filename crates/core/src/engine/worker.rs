@@ -65,9 +65,7 @@ impl Worker {
                     Err(TryRecvError::Disconnected) => break,
                 }
             };
-            if busy.is_none() {
-                busy = Some(exit_guard::enter().unwrap_or_else(|| exit_guard::park_forever()));
-            }
+            busy.get_or_insert_with(exit_guard::enter_or_park);
             if let Some(cmd) = cmd {
                 if let Command::Shutdown { reply } = cmd {
                     self.shutdown();
@@ -80,9 +78,7 @@ impl Worker {
             }
             self.step_all();
         }
-        if busy.is_none() {
-            busy = Some(exit_guard::enter().unwrap_or_else(|| exit_guard::park_forever()));
-        }
+        busy.get_or_insert_with(exit_guard::enter_or_park);
         self.shutdown();
         exit_guard::settle();
         drop(busy);

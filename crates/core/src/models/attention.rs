@@ -53,21 +53,15 @@ impl<'a> AttnSpec<'a> {
     /// t [.., n*head_dim] → [b, n, l, head_dim] for `[b, l]` (tokens as batch entries `b` or as
     /// positions `l`), RMS-normed per head with `norm` first.
     fn heads_of(&self, t: &Array, [b, l]: [i32; 2], n: i32, norm: Option<&Array>) -> MlxResult<Array> {
-        if l == 1 {
-            // One position per entry (decode): [b, n, 1, d] is the same memory order, so one
-            // reshape replaces reshape + transpose (a decode step is bound by its node count).
-            let t = t.reshape(&[b, n, 1, self.head_dim])?;
-            return match (norm, self.qk_norm) {
-                (Some(w), Some((_, _, eps))) => fast::rms_norm(&t, Some(w), eps),
-                _ => Ok(t),
-            };
-        }
-        let t = t.reshape(&[b, l, n, self.head_dim])?;
+        // One position per entry (decode): [b, n, 1, d] is the same memory order as [b, 1, n, d],
+        // so one reshape replaces reshape + transpose (a decode step is bound by its node count).
+        let shape = if l == 1 { [b, n, 1, self.head_dim] } else { [b, l, n, self.head_dim] };
+        let t = t.reshape(&shape)?;
         let t = match (norm, self.qk_norm) {
             (Some(w), Some((_, _, eps))) => fast::rms_norm(&t, Some(w), eps)?,
             _ => t,
         };
-        t.transpose_axes(&[0, 2, 1, 3])
+        if l == 1 { Ok(t) } else { t.transpose_axes(&[0, 2, 1, 3]) }
     }
 }
 
