@@ -7,9 +7,12 @@ mod common;
 use common::{drain, fixture, run, Run};
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mlx_serving_core::generation::{Chunk, FinishReason};
+use mlx_serving_core::hub::{LoadProgress, ProgressFn};
 use mlx_serving_core::{Engine, ErrorCode};
 use serde_json::{json, Value};
 
@@ -157,6 +160,44 @@ async fn shutdown_ends_active_streams_and_forgets_models() {
     let err = e.tokenize(&json!({"model": "llama", "text": "hi"})).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::ModelNotLoaded);
     assert_eq!(err.message, "Model llama must be loaded before tokenization");
+}
+
+/// A load that has begun when a shutdown starts fails with RuntimeError; it neither restarts
+/// the stopped engine nor leaves its model behind. Deterministic: the load's `load` progress
+/// event (sent just before the command goes to the engine thread) holds the load until the
+/// shutdown has taken the engine down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_under_way_when_shutdown_starts_fails_and_stays_stopped() {
+    let e = Arc::new(engine_with("llama").await);
+    let reached = Arc::new(AtomicBool::new(false));
+    let progress: ProgressFn = {
+        let (e, reached) = (e.clone(), reached.clone());
+        Arc::new(move |_: &LoadProgress| {
+            reached.store(true, Ordering::Release);
+            let t = Instant::now();
+            while e.is_running() && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        })
+    };
+    let load = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            e.load_model_with_progress(&json!({"model": "qwen3", "localPath": fixture("qwen3")}), Some(progress)).await
+        })
+    };
+    while !reached.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    e.shutdown().await;
+    let err = load.await.unwrap().expect_err("a load begun before the shutdown must not resolve");
+    assert_eq!((err.code, err.message.as_str()), (ErrorCode::RuntimeError, "Engine shutdown in progress"));
+    assert!(!e.is_running(), "the load restarted the engine after shutdown");
+    assert!(e.list_models().is_empty(), "{:?}", e.list_models());
+    // A load called after the shutdown restarts it.
+    e.load_model(&json!({"model": "llama", "localPath": fixture("llama")})).await.expect("restart");
+    assert_eq!(e.list_models().len(), 1);
+    e.shutdown().await;
 }
 
 #[tokio::test]

@@ -119,9 +119,13 @@ impl Engine {
 
     /// Starts the engine thread if it is not running (idempotent).
     pub fn start(&self) -> EngineResult<()> {
-        let mut guard = self.running.lock();
-        if guard.is_some() {
-            return Ok(());
+        self.start_locked(&mut self.running.lock()).map(|_| ())
+    }
+
+    /// Starts the thread into `guard` unless it runs; returns its command channel.
+    fn start_locked(&self, guard: &mut Option<Running>) -> EngineResult<mpsc::Sender<Command>> {
+        if let Some(r) = guard.as_ref() {
+            return Ok(r.tx.clone());
         }
         crate::services::blas::install_exit_guard();
         // registered after the BLAS guard, so it runs first at exit (atexit runs in reverse)
@@ -135,15 +139,19 @@ impl Engine {
             .name("mlx-serving-engine".into())
             .spawn(move || worker::Worker::new(rx, snapshot, batch_stats, prefix_cache).run())
             .map_err(|e| EngineError::runtime(format!("cannot start the engine thread: {e}")))?;
-        *guard = Some(Running { tx, thread: Some(thread), started: Instant::now() });
-        Ok(())
+        *guard = Some(Running { tx: tx.clone(), thread: Some(thread), started: Instant::now() });
+        Ok(tx)
     }
 
     /// Cancels every stream, drops every model and stops the thread. Idempotent.
     pub async fn shutdown(&self) {
         // Also when not running: a hub download of a load in flight stops either way.
-        self.shutdowns.fetch_add(1, Ordering::AcqRel);
-        let running = self.running.lock().take();
+        // Bumped under the same lock a load checks it under (see `request_in_epoch`).
+        let running = {
+            let mut guard = self.running.lock();
+            self.shutdowns.fetch_add(1, Ordering::AcqRel);
+            guard.take()
+        };
         let Some(mut running) = running else { return };
         let (reply, done) = oneshot::channel();
         if running.tx.send(Command::Shutdown { reply }).is_ok() {
@@ -215,18 +223,38 @@ impl Engine {
     /// fetched (off the engine thread), then one `load` event right before the weights are read.
     pub async fn load_model_with_progress(&self, raw: &Value, progress: Option<ProgressFn>) -> EngineResult<LoadReply> {
         let opts = normalize_load_options(raw)?;
-        let epoch = self.shutdowns.load(Ordering::Acquire);
+        let epoch = self.shutdown_epoch();
         let shutdowns = self.shutdowns.clone();
         let cancelled = Arc::new(move || shutdowns.load(Ordering::Acquire) != epoch);
         let source = resolve_source(&self.config.hub, &opts, progress.clone(), cancelled).await?;
-        if self.shutdowns.load(Ordering::Acquire) != epoch {
-            // The engine was shut down while the files downloaded: do not restart it for this load.
-            return Err(EngineError::runtime("Engine shutdown in progress"));
-        }
         if let Some(f) = &progress {
             f(&LoadProgress::load());
         }
-        self.request(|reply| Command::Load { opts, source, reply }).await
+        self.request_in_epoch(epoch, |reply| Command::Load { opts, source, reply }).await
+    }
+
+    /// A load begun before a shutdown must neither restart the stopped engine nor resolve with
+    /// a model the shutdown dropped: it fails with RuntimeError in both cases.
+    async fn request_in_epoch<T>(&self, epoch: u64, make: impl FnOnce(oneshot::Sender<EngineResult<T>>) -> Command) -> EngineResult<T> {
+        let shut_down = || EngineError::runtime("Engine shutdown in progress");
+        let (reply, rx) = oneshot::channel();
+        {
+            let mut guard = self.running.lock();
+            if self.shutdowns.load(Ordering::Acquire) != epoch {
+                return Err(shut_down());
+            }
+            let tx = self.start_locked(&mut guard)?;
+            tx.send(make(reply)).map_err(|_| EngineError::runtime("engine thread is not running"))?;
+        }
+        let r = rx.await.map_err(|_| EngineError::runtime("engine thread stopped before answering"))?;
+        if self.shutdowns.load(Ordering::Acquire) != epoch {
+            return Err(shut_down()); // answered, then the shutdown queued behind it dropped the model
+        }
+        r
+    }
+
+    fn shutdown_epoch(&self) -> u64 {
+        self.shutdowns.load(Ordering::Acquire)
     }
 
     pub async fn unload_model(&self, id: String) -> EngineResult<()> {
@@ -276,10 +304,8 @@ impl Engine {
     }
 
     async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<EngineResult<T>>) -> Command) -> EngineResult<T> {
-        self.start()?;
         let (reply, rx) = oneshot::channel();
-        let tx = self.running.lock().as_ref().map(|r| r.tx.clone());
-        let tx = tx.ok_or_else(|| EngineError::runtime("Engine shutdown in progress"))?;
+        let tx = self.start_locked(&mut self.running.lock())?;
         tx.send(make(reply)).map_err(|_| EngineError::runtime("engine thread is not running"))?;
         rx.await.map_err(|_| EngineError::runtime("engine thread stopped before answering"))?
     }

@@ -20,7 +20,8 @@ use crate::vision::request::{load_options_of, parse_vision_request};
 impl Engine {
     pub async fn load_vision_model(&self, raw: &Value) -> EngineResult<LoadReply> {
         let opts = normalize_load_options(&load_options_of(raw)?)?;
-        self.request(|reply| Command::LoadVision { opts, reply }).await
+        let epoch = self.shutdown_epoch();
+        self.request_in_epoch(epoch, |reply| Command::LoadVision { opts, reply }).await
     }
 
     /// Validates the request, prepares its images off the engine thread and starts the stream.
