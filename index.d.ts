@@ -287,9 +287,10 @@ export interface RuntimeInfo {
    * `blas`: the library serving MLX's CPU matmuls, e.g. `'openblas (libopenblas.so.0)'` or
    * `'reference (libblas-….so.3.10.0)'` (unoptimized: a warning is logged once). EXT
    * `blasThreads`: OpenBLAS's thread count. `blasRowsAsGemv`: MLX's products with few rows (the
-   * decode step's) run as per-row GEMV in front of that BLAS.
+   * decode step's) run as per-row GEMV in front of that BLAS. `smallGemm`: products of up to 16
+   * rows (weights, attention) run on the engine's own AVX2/FMA kernel instead.
    */
-  backend?: { device: 'metal' | 'cuda' | 'cpu'; mlxVersion: string; blas?: string; blasThreads?: number; blasRowsAsGemv?: boolean };
+  backend?: { device: 'metal' | 'cuda' | 'cpu'; mlxVersion: string; blas?: string; blasThreads?: number; blasRowsAsGemv?: boolean; smallGemm?: boolean };
 }
 
 export interface HealthStatus {

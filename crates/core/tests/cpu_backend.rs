@@ -39,27 +39,37 @@ fn runtime_info_reports_openblas_when_present() {
     assert_eq!(c.as_slice::<f32>(), &[7., 10., 15., 22.]);
 }
 
-/// MLX's one-row products (the decode step's) reach our few-rows shim and run as GEMV
-/// (services/blas_rows.rs), with the same result as the plain product.
+/// MLX's products with few rows (the decode step's) reach our shim (services/blas_rows.rs) and
+/// equal the BLAS's own GEMM of the same rows: a weight product (B transposed) and an attention
+/// values product (B as stored), each on the small-GEMM kernel where the CPU has AVX2/FMA, else
+/// (weights) as GEMV.
 #[test]
-fn one_row_products_run_as_gemv() {
+fn few_row_products_run_on_the_shim() {
     if !(cfg!(target_os = "linux") && openblas_installed()) || std::env::var("MLX_SERVING_GEMV").is_ok_and(|v| v == "0") {
         return;
     }
     let info = runtime_info::runtime_info("test");
     assert_eq!(info["backend"]["blasRowsAsGemv"], json!(true), "{:?}", blas::blas_info());
-    let key = mlx_rs::random::key(3).unwrap();
-    let w = mlx_rs::random::normal::<f32>(&[96, 40], None, None, Some(&key)).unwrap();
-    let x = mlx_rs::random::normal::<f32>(&[1, 40], None, None, Some(&mlx_rs::random::key(4).unwrap())).unwrap();
-    let before = blas_rows::forwarded_products();
-    let y = mlx_rs::ops::matmul(&x, &w.t()).unwrap();
-    y.eval().unwrap();
-    assert!(blas_rows::forwarded_products() > before, "MLX's one-row matmul did not reach the shim");
-    // Reference: the same product with the row repeated 64 times (a GEMM), first row.
-    let x64 = mlx_rs::ops::broadcast_to(&x, &[64, 40]).unwrap();
-    let y64 = mlx_rs::ops::matmul(&x64, &w.t()).unwrap();
-    let diff = mlx_rs::ops::max(&mlx_rs::ops::abs(&mlx_rs::ops::subtract(&y, &y64.try_index(0..1).unwrap()).unwrap()).unwrap(), None).unwrap();
-    assert!(diff.item_cast::<f32>() < 1e-4, "one-row product differs from the GEMM by {}", diff.item_cast::<f32>());
+    assert_eq!(info["backend"]["smallGemm"], json!(blas_rows::small_kernel()));
+    let normal = |shape: &[i32], seed: u64| mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed).unwrap())).unwrap();
+    let w = normal(&[96, 40], 3);
+    let v = normal(&[40, 72], 5);
+    for (name, rows, b) in [("weights", 1, w.t()), ("weights", 3, w.t()), ("values", 3, v.clone())] {
+        let x = normal(&[rows, 40], 4);
+        let served = || blas_rows::forwarded_products() + blas_rows::small_products();
+        let (before, small_before) = (served(), blas_rows::small_products());
+        let y = mlx_rs::ops::matmul(&x, &b).unwrap();
+        y.eval().unwrap();
+        assert!(served() > before, "MLX's {rows}-row {name} product did not reach the shim");
+        if blas_rows::small_kernel() {
+            assert!(blas_rows::small_products() > small_before, "{name}: not on the small-GEMM kernel");
+        }
+        // Reference: the rows tiled to 64 (a GEMM the shim passes to the BLAS), first rows.
+        let x64 = mlx_rs::ops::tile(&x, &[64 / rows + 1, 1]).unwrap().try_index(0..64).unwrap();
+        let y64 = mlx_rs::ops::matmul(&x64, &b).unwrap();
+        let diff = mlx_rs::ops::max(&mlx_rs::ops::abs(&mlx_rs::ops::subtract(&y, &y64.try_index(0..rows).unwrap()).unwrap()).unwrap(), None).unwrap();
+        assert!(diff.item_cast::<f32>() < 1e-4, "{rows}-row {name} product differs from the GEMM by {}", diff.item_cast::<f32>());
+    }
 }
 
 /// A copy of the `llama` fixture with every tensor stored as float16.

@@ -130,7 +130,7 @@ impl Engine {
         crate::services::blas::install_exit_guard();
         // registered after the BLAS guard, so it runs first at exit (atexit runs in reverse)
         exit_guard::install();
-        relax_mlx_cache_fuse();
+        crate::services::mlx_env::apply_defaults();
         let (tx, rx) = mpsc::channel();
         let snapshot = self.snapshot.clone();
         let batch_stats = self.batch_stats.clone();
@@ -380,22 +380,4 @@ impl Drop for StreamHandle {
     fn drop(&mut self) {
         self.control.cancel(false);
     }
-}
-
-/// MLX's CUDA backend caches per-shape kernels/graphs (cuDNN attention graphs, CUDA graphs) in
-/// LRU caches whose "thrashing check" counts misses over the whole process life and throws once
-/// they pass twice the capacity — a fuse, not a rate check: a long-running server sees ever new
-/// prompt lengths and would fail every request after that point (seen here in the speculative
-/// GPU benchmark after a few hundred rounds). The caches keep evicting normally without it, so
-/// the engine turns the check off unless the host set `MLX_ENABLE_CACHE_THRASHING_CHECK`
-/// itself. Done once, before the engine thread (the first MLX user) starts; MLX reads the
-/// variable when it first builds a cache.
-fn relax_mlx_cache_fuse() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("MLX_ENABLE_CACHE_THRASHING_CHECK").is_none() {
-            // Set once, before this crate's engine thread exists; MLX reads it later.
-            std::env::set_var("MLX_ENABLE_CACHE_THRASHING_CHECK", "0");
-        }
-    });
 }

@@ -19,6 +19,8 @@ use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use super::small_gemm;
+
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
@@ -30,6 +32,8 @@ const MAX_ROWS_ANY: c_int = 2;
 /// it from cache (576×3072 at 8 rows: 0.80 vs 1.09 ms).
 const MAX_ROWS_CACHED: c_int = 8;
 const CACHED_BYTES: i64 = 8 << 20;
+/// Fewest rows sent to `small_gemm`.
+const MIN_SMALL_ROWS: c_int = 1;
 
 type SgemmFn = unsafe extern "C" fn(c_int, c_int, c_int, c_int, c_int, c_int, f32, *const f32, c_int, *const f32, c_int, f32, *mut f32, c_int);
 type SgemvFn = unsafe extern "C" fn(c_int, c_int, c_int, c_int, f32, *const f32, c_int, *const f32, c_int, f32, *mut f32, c_int);
@@ -39,9 +43,12 @@ pub(crate) struct Next {
     pub sgemm: Option<SgemmFn>,
     sgemv: Option<SgemvFn>,
     enabled: bool,
+    /// Weight products of up to `small_gemm::MAX_ROWS` rows run on `small_gemm`.
+    small: bool,
 }
 
 static FORWARDED: AtomicU64 = AtomicU64::new(0);
+static SMALL: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn next() -> &'static Next {
     static NEXT: OnceLock<Next> = OnceLock::new();
@@ -53,6 +60,9 @@ pub(crate) fn next() -> &'static Next {
             sgemm: (!sgemm.is_null()).then(|| std::mem::transmute::<*mut c_void, SgemmFn>(sgemm)),
             sgemv: (!sgemv.is_null()).then(|| std::mem::transmute::<*mut c_void, SgemvFn>(sgemv)),
             enabled: std::env::var("MLX_SERVING_GEMV").map_or(true, |v| v != "0"),
+            small: std::env::var("MLX_SERVING_GEMV").map_or(true, |v| v != "0")
+                && std::env::var("MLX_SERVING_SMALL_GEMM").map_or(true, |v| v != "0")
+                && small_gemm::available(),
         }
     })
 }
@@ -67,10 +77,25 @@ pub fn forwarded_products() -> u64 {
     FORWARDED.load(Ordering::Relaxed)
 }
 
+/// Products served by `small_gemm` since the process started.
+pub fn small_products() -> u64 {
+    SMALL.load(Ordering::Relaxed)
+}
+
+/// Whether weight products with few rows run on `small_gemm` (AVX2/FMA CPU, not disabled).
+pub fn small_kernel() -> bool {
+    next().small
+}
+
 /// Whether products with few rows are forwarded to GEMV (a GEMV was found and it is not disabled).
 pub fn forwarding() -> bool {
     let n = next();
     n.enabled && n.sgemv.is_some() && n.sgemm.is_some()
+}
+
+/// A weight product (activations times a transposed [n, k] matrix) for `small_gemm`.
+fn small_rows(m: c_int, n: c_int, k: c_int) -> bool {
+    m >= MIN_SMALL_ROWS && m as usize <= small_gemm::MAX_ROWS && n >= 1 && k >= 1
 }
 
 fn rows_forwarded(m: c_int, n: c_int, k: c_int) -> bool {
@@ -104,6 +129,13 @@ pub unsafe extern "C" fn cblas_sgemm(
         eprintln!("[mlx-serving] fatal: cblas_sgemm called but no BLAS library provides it");
         std::process::abort();
     };
+    if next.small && order == ROW_MAJOR && trans_a == NO_TRANS && (trans_b == TRANS || trans_b == NO_TRANS) && small_rows(m, n, k) {
+        SMALL.fetch_add(1, Ordering::Relaxed);
+        let (m, n, k) = (m as usize, n as usize, k as usize);
+        let product = if trans_b == TRANS { small_gemm::a_times_b_transposed } else { small_gemm::a_times_b };
+        product(m, n, k, alpha, a, lda as usize, b, ldb as usize, beta, c, ldc as usize);
+        return;
+    }
     match next.sgemv {
         Some(sgemv) if next.enabled && order == ROW_MAJOR && rows_forwarded(m, n, k) => {
             FORWARDED.fetch_add(1, Ordering::Relaxed);
@@ -132,18 +164,8 @@ pub unsafe extern "C" fn cblas_sgemm(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::small_gemm::filled;
 
-    fn filled(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
 
     /// Every transpose combination, strided (padded) leading dimensions, beta 0 over NaN garbage
     /// and beta ≠ 0: the forwarded product equals the BLAS's own GEMM.
@@ -154,7 +176,7 @@ mod tests {
             eprintln!("no BLAS with GEMV behind the shim (MLX_SERVING_GEMV=0?): nothing to compare");
             return;
         };
-        let before = forwarded_products();
+        let (before, small_before) = (forwarded_products(), small_products());
         for &(m, n, k) in &[(1, 7, 5), (2, 33, 17), (5, 16, 9), (8, 3, 40), (1, 1, 1)] {
             for ta in [111, 112] {
                 for tb in [111, 112, 113] {
@@ -186,6 +208,9 @@ mod tests {
             }
         }
         assert!(forwarded_products() > before);
+        if small_kernel() {
+            assert!(small_products() > small_before);
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@ pub mod blas;
 pub mod blas_rows;
 pub mod draft_compat;
 pub mod generation;
+pub mod mlx_env;
 pub mod model_lifecycle;
 pub mod model_source;
 pub mod runtime_info;
+pub mod small_gemm;

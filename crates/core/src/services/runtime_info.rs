@@ -44,7 +44,7 @@ pub fn runtime_info(package_version: &str) -> Value {
     })
 }
 
-/// `{device, mlxVersion, blas, blasThreads?, blasRowsAsGemv?}`: `blas` names the library serving MLX's
+/// `{device, mlxVersion, blas, blasThreads?, blasRowsAsGemv?, smallGemm?}`: `blas` names the library serving MLX's
 /// `cblas_sgemm` (services::blas), e.g. `openblas (libopenblas.so.0)`.
 fn backend(mlx: &str) -> Value {
     let blas = super::blas::blas_info();
@@ -54,6 +54,7 @@ fn backend(mlx: &str) -> Value {
     }
     if blas.kind != "none" {
         b["blasRowsAsGemv"] = json!(blas.rows_as_gemv);
+        b["smallGemm"] = json!(blas.rows_as_gemv && super::blas_rows::small_kernel());
     }
     b
 }
