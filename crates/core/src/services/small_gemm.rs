@@ -112,21 +112,28 @@ unsafe fn split_columns(ops: Operands, n: usize, part: unsafe fn(Operands, usize
 }
 
 /// Output columns j0..j1 of A·B: each row of C accumulates the rows of B scaled by its entries
-/// of A, 64 columns (eight registers) at a time, then 8, then one.
+/// of A, 64 columns (eight registers) at a time, then 8, then one. Columns outside, rows inside:
+/// a 64-column strip of B (k × 256 bytes) stays in L2 while every row of A meets it.
 unsafe fn row_combinations(o: Operands, j0: usize, j1: usize) {
     #[cfg(target_arch = "x86_64")]
-    for i in 0..o.m {
+    {
         let mut j = j0;
         while j + 64 <= j1 {
-            avx2::combine::<8>(&o, i, j);
+            for i in 0..o.m {
+                avx2::combine::<8>(&o, i, j);
+            }
             j += 64;
         }
         while j + 8 <= j1 {
-            avx2::combine::<1>(&o, i, j);
+            for i in 0..o.m {
+                avx2::combine::<1>(&o, i, j);
+            }
             j += 8;
         }
         for j in j..j1 {
-            avx2::combine_one(&o, i, j);
+            for i in 0..o.m {
+                avx2::combine_one(&o, i, j);
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
