@@ -205,8 +205,17 @@ mod avx2 {
         let (a, b) = (o.a as *const f32, o.b as *const f32);
         let mut acc = [[_mm256_setzero_ps(); N]; R];
         let full = o.k / 8 * 8;
+        // The first row group reads these weight rows from memory: ask for the next block's
+        // rows (8 further) meanwhile, a cache line per row every other step. A prefetch never
+        // faults; the addresses past the matrix's end are only hints (wrapping arithmetic).
+        let ahead = i == 0;
         let mut kk = 0;
         while kk < full {
+            if ahead && kk % 16 == 0 {
+                for q in 0..N {
+                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((j + q + 8) * o.ldb + kk) as *const i8);
+                }
+            }
             let mut w = [_mm256_setzero_ps(); N];
             for (q, wq) in w.iter_mut().enumerate() {
                 *wq = _mm256_loadu_ps(b.add((j + q) * o.ldb + kk));
