@@ -2,15 +2,31 @@
 //! compiles the same function): one kernel per MLP instead of two (silu, then the product), which
 //! counts where a decode step is bound by the host's per-operation cost (the GPU).
 
+use std::cell::RefCell;
+
 use mlx_rs::error::Exception;
 use mlx_rs::transforms::compile::compile;
 use mlx_rs::{ops, Array};
 
+type Fused = Box<dyn for<'a> FnMut((&'a Array, &'a Array)) -> Result<Array, Exception>>;
+
+fn silu_times_up((g, u): (&Array, &Array)) -> Result<Array, Exception> {
+    ops::multiply(&ops::multiply(g, &ops::sigmoid(g)?)?, u)
+}
+
+thread_local! {
+    /// One compiled function per thread (the engine thread, in practice), kept: mlx-rs gives each
+    /// `compile` call a fresh id and erases its trace when the function drops, so compiling per
+    /// call would trace again for every layer of every step. Shapeless: one trace serves every
+    /// token count (a new dtype traces once more).
+    static FUSED: RefCell<Fused> = RefCell::new({
+        let mut compiled = compile(silu_times_up, true);
+        Box::new(move |args| compiled(args))
+    });
+}
+
 pub(crate) fn swiglu(gate: &Array, up: &Array) -> Result<Array, Exception> {
-    let f = |(g, u): (&Array, &Array)| -> Result<Array, Exception> { ops::multiply(&ops::multiply(g, &ops::sigmoid(g)?)?, u) };
-    // shapeless: one trace serves every token count
-    let mut fused = compile(f, true);
-    fused((gate, up))
+    FUSED.with(|f| (f.borrow_mut())((gate, up)))
 }
 
 #[cfg(test)]
