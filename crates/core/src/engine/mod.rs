@@ -237,17 +237,15 @@ impl Engine {
     /// a model the shutdown dropped: it fails with RuntimeError in both cases.
     async fn request_in_epoch<T>(&self, epoch: u64, make: impl FnOnce(oneshot::Sender<EngineResult<T>>) -> Command) -> EngineResult<T> {
         let shut_down = || EngineError::runtime("Engine shutdown in progress");
-        let (reply, rx) = oneshot::channel();
-        {
+        let rx = {
             let mut guard = self.running.lock();
-            if self.shutdowns.load(Ordering::Acquire) != epoch {
+            if self.shutdown_epoch() != epoch {
                 return Err(shut_down());
             }
-            let tx = self.start_locked(&mut guard)?;
-            tx.send(make(reply)).map_err(|_| EngineError::runtime("engine thread is not running"))?;
-        }
-        let r = rx.await.map_err(|_| EngineError::runtime("engine thread stopped before answering"))?;
-        if self.shutdowns.load(Ordering::Acquire) != epoch {
+            self.send(&mut guard, make)?
+        };
+        let r = received(rx).await?;
+        if self.shutdown_epoch() != epoch {
             return Err(shut_down()); // answered, then the shutdown queued behind it dropped the model
         }
         r
@@ -304,11 +302,23 @@ impl Engine {
     }
 
     async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<EngineResult<T>>) -> Command) -> EngineResult<T> {
-        let (reply, rx) = oneshot::channel();
-        let tx = self.start_locked(&mut self.running.lock())?;
-        tx.send(make(reply)).map_err(|_| EngineError::runtime("engine thread is not running"))?;
-        rx.await.map_err(|_| EngineError::runtime("engine thread stopped before answering"))?
+        let rx = self.send(&mut self.running.lock(), make)?;
+        received(rx).await?
     }
+
+    /// Starts the engine thread into `guard` unless it runs, and sends it the command `make`
+    /// builds around the reply channel.
+    fn send<T>(&self, guard: &mut Option<Running>, make: impl FnOnce(oneshot::Sender<EngineResult<T>>) -> Command) -> EngineResult<oneshot::Receiver<EngineResult<T>>> {
+        let tx = self.start_locked(guard)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(make(reply)).map_err(|_| EngineError::runtime("engine thread is not running"))?;
+        Ok(rx)
+    }
+}
+
+/// The engine thread's answer to one command.
+async fn received<T>(rx: oneshot::Receiver<EngineResult<T>>) -> EngineResult<EngineResult<T>> {
+    rx.await.map_err(|_| EngineError::runtime("engine thread stopped before answering"))
 }
 
 /// Counts a stream in `active_streams()` until it ends or is cancelled (released once).

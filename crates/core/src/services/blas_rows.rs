@@ -9,11 +9,13 @@
 //!
 //! So this crate defines `cblas_sgemm` itself. The dynamic linker binds libmlx's calls to it,
 //! because our object (the addon, or a test/bench executable that exports the symbol) comes
-//! before the BLAS libraries in the lookup order. A row-major product with at most a few rows
-//! runs as one `cblas_sgemv` per row (while the weight matrix is small enough to stay in cache
-//! between rows, up to [`MAX_ROWS_CACHED`]); every other call goes unchanged to the BLAS's own
-//! `cblas_sgemm`, the next definition in the lookup order. `MLX_SERVING_GEMV=0` turns the
-//! forwarding off (every call passes through).
+//! before the BLAS libraries in the lookup order. A row-major product with a plain A and up to
+//! `small_gemm::MAX_ROWS` rows runs on our own kernel (`small_gemm`, AVX2/FMA CPUs); otherwise a
+//! product with at most a few rows runs as one `cblas_sgemv` per row (while the weight matrix is
+//! small enough to stay in cache between rows, up to [`MAX_ROWS_CACHED`]); every other call goes
+//! unchanged to the BLAS's own `cblas_sgemm`, the next definition in the lookup order.
+//! `MLX_SERVING_GEMV=0` turns all of it off (every call passes through),
+//! `MLX_SERVING_SMALL_GEMM=0` the kernel only.
 
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +45,7 @@ pub(crate) struct Next {
     pub sgemm: Option<SgemmFn>,
     sgemv: Option<SgemvFn>,
     enabled: bool,
-    /// Weight products of up to `small_gemm::MAX_ROWS` rows run on `small_gemm`.
+    /// Products of up to `small_gemm::MAX_ROWS` rows with a plain A run on `small_gemm`.
     small: bool,
 }
 
@@ -56,13 +58,13 @@ pub(crate) fn next() -> &'static Next {
         let find = |name: &CStr| -> *mut c_void { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
         let sgemm = find(c"cblas_sgemm");
         let sgemv = find(c"cblas_sgemv");
+        let on = |var: &str| std::env::var(var).map_or(true, |v| v != "0");
+        let enabled = on("MLX_SERVING_GEMV");
         Next {
             sgemm: (!sgemm.is_null()).then(|| std::mem::transmute::<*mut c_void, SgemmFn>(sgemm)),
             sgemv: (!sgemv.is_null()).then(|| std::mem::transmute::<*mut c_void, SgemvFn>(sgemv)),
-            enabled: std::env::var("MLX_SERVING_GEMV").map_or(true, |v| v != "0"),
-            small: std::env::var("MLX_SERVING_GEMV").map_or(true, |v| v != "0")
-                && std::env::var("MLX_SERVING_SMALL_GEMM").map_or(true, |v| v != "0")
-                && small_gemm::available(),
+            enabled,
+            small: enabled && on("MLX_SERVING_SMALL_GEMM") && small_gemm::available(),
         }
     })
 }
@@ -82,7 +84,7 @@ pub fn small_products() -> u64 {
     SMALL.load(Ordering::Relaxed)
 }
 
-/// Whether weight products with few rows run on `small_gemm` (AVX2/FMA CPU, not disabled).
+/// Whether products with few rows run on `small_gemm` (AVX2/FMA CPU, not disabled).
 pub fn small_kernel() -> bool {
     next().small
 }
@@ -93,7 +95,8 @@ pub fn forwarding() -> bool {
     n.enabled && n.sgemv.is_some() && n.sgemm.is_some()
 }
 
-/// A weight product (activations times a transposed [n, k] matrix) for `small_gemm`.
+/// A product `small_gemm` takes (row-major, plain A, B transposed or as stored is checked by
+/// the caller): 1..=MAX_ROWS rows, nothing empty.
 fn small_rows(m: c_int, n: c_int, k: c_int) -> bool {
     m >= MIN_SMALL_ROWS && m as usize <= small_gemm::MAX_ROWS && n >= 1 && k >= 1
 }
@@ -165,7 +168,6 @@ pub unsafe extern "C" fn cblas_sgemm(
 mod tests {
     use super::*;
     use crate::services::small_gemm::filled;
-
 
     /// Every transpose combination, strided (padded) leading dimensions, beta 0 over NaN garbage
     /// and beta ≠ 0: the forwarded product equals the BLAS's own GEMM.
