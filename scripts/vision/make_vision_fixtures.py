@@ -11,6 +11,7 @@ Writes under <repo>/.cache/fixtures/vision/:
               min/max pixel bounds so test images give a handful of image tokens.
   qwen2_5-vl/ the same with a Qwen2.5-VL tower (model_type qwen2_5_vl; fixture_qwen2_5_vl.py).
   llava/      a tiny LLaVA (CLIP tower + projector + llama; fixture_llava.py).
+  *-bf16/     bfloat16 copies of the three models (the GPU's dtype: the towers must stay in it).
   resize/     Pillow bicubic resize cases over random size pairs (fixture_resize.py).
   images/     deterministic test pictures: scene.png (100x70 RGB), scene.jpg, scene.webp
               (lossless), big.png (640x480, exercises the max_pixels downscale), tiny.png (20x30,
@@ -187,11 +188,33 @@ def write_qwen2_5_vl(out, tokdir):
                              lambda d: write_tokenizer(d, tokdir))
 
 
+def write_bf16(src):
+    """A writer for `src`'s bfloat16 copy: every float tensor cast to bf16 (through MLX, which
+    rounds to nearest even like the checkpoints' converters), everything else copied."""
+    def write(out, _tokdir):
+        import mlx.core as mx
+        out.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.is_file() and f.name not in ("model.safetensors", ".stamp"):
+                shutil.copy(f, out / f.name)
+        cfg = json.loads((src / "config.json").read_text())
+        cfg["torch_dtype"] = "bfloat16"
+        (out / "config.json").write_text(json.dumps(cfg, indent=2))
+        w = mx.load(str(src / "model.safetensors"))
+        w = {k: v.astype(mx.bfloat16) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in w.items()}
+        mx.save_safetensors(str(out / "model.safetensors"), w, metadata={"format": "mlx"})
+    return write
+
+
 # Later parts: (folder, stamp version, file that marks it complete, writer(folder, tokdir)).
+# The bf16 copies follow their float32 sources (their versions name the source's).
 PARTS = [
     ("qwen2_5-vl", "qwen2_5-vl-v1", "model.safetensors", write_qwen2_5_vl),
     ("resize", "resize-v1", "cases.json", lambda out, _tokdir: fixture_resize.write(out)),
     ("llava", "llava-v1", "model.safetensors", lambda out, tokdir: fixture_llava.write(out, tokdir, GENERATION_CONFIG)),
+    ("qwen2-vl-bf16", f"bf16-v1-{VERSION}", "model.safetensors", write_bf16(OUT / "qwen2-vl")),
+    ("qwen2_5-vl-bf16", "bf16-v1-qwen2_5-vl-v1", "model.safetensors", write_bf16(OUT / "qwen2_5-vl")),
+    ("llava-bf16", "bf16-v1-llava-v1", "model.safetensors", write_bf16(OUT / "llava")),
 ]
 
 

@@ -14,6 +14,8 @@
 use std::path::Path;
 use std::time::Instant;
 
+use mlx_serving_core::vision::image_input::load_rgb;
+use mlx_serving_core::vision::{ImageLimits, ImageProcessor, ImageSource, ProcessorConfig};
 use mlx_serving_core::{Engine, EngineConfig};
 use serde_json::json;
 
@@ -82,6 +84,18 @@ async fn main() {
     if warmup() {
         request(&engine, image, prompt, 2).await; // warm-up (first-use allocations)
     }
+    // The CPU part of TTFT alone: read, decode and preprocess the image (Qwen-VL processors)
+    let preprocess_s: Vec<f64> = match ProcessorConfig::from_dir(Path::new(dir)) {
+        Ok(cfg) => (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                let img = load_rgb(&ImageSource::parse(image).expect("image source"), &ImageLimits::default()).expect("image");
+                ImageProcessor::Qwen(cfg.clone()).preprocess(&img).expect("preprocess");
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+        Err(_) => vec![],
+    };
     let mut per_run = Vec::new();
     for _ in 0..runs {
         let r = request(&engine, image, prompt, tokens).await;
@@ -95,6 +109,7 @@ async fn main() {
         "warmup": warmup(),
         "runs": per_run,
         "peak_rss_bytes": peak_rss_bytes(),
+        "preprocess_s": preprocess_s,
     });
     println!("{out}");
     engine.shutdown().await;

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use mlx_rs::ops::indexing::argmax_axis;
-use mlx_rs::{ops, Array};
+use mlx_rs::{ops, Array, Dtype};
 use mlx_serving_core::models::ComputeDtype;
 use mlx_serving_core::text::TextTokenizer;
 use mlx_serving_core::vision::image_input::{load_rgb, ImageLimits, ImageSource};
@@ -98,7 +98,7 @@ fn qwen2_5_vl_preprocessed_pixels_match_mlx_vlm() {
     pixels_match("qwen2_5-vl");
 }
 
-fn greedy_ids_for_case(model: &VisionModel, lm: &mlx_serving_core::models::CausalModel, tok: &TextTokenizer, case: &serde_json::Value, r: &Reference) {
+fn greedy_ids_for_case(model: &VisionModel, lm: &mlx_serving_core::models::CausalModel, tok: &TextTokenizer, case: &serde_json::Value, r: &Reference, dtype: Dtype) {
     let name = case["name"].as_str().unwrap();
     let img_path = root().join(".cache/fixtures/vision/images").join(case["image"].as_str().unwrap());
     let img = load_rgb(&ImageSource::Path(img_path), &ImageLimits::default()).unwrap();
@@ -112,11 +112,17 @@ fn greedy_ids_for_case(model: &VisionModel, lm: &mlx_serving_core::models::Causa
 
     let mut cache = lm.new_cache();
     let (logits, delta) = model.prefill(lm, &ids, &[pixels], &mut cache).unwrap();
-    let got = logits.reshape(&[-1]).unwrap();
+    // the whole path stays in the weights' dtype, as mlx-vlm's (a tower or table promoting to
+    // f32 would carry f32 into the language model's prefill)
+    assert_eq!(logits.dtype(), dtype, "{name}: logits dtype");
+    let got = logits.as_dtype(Dtype::Float32).unwrap().reshape(&[-1]).unwrap();
     let want = &r.tensors[&format!("logits.{name}")];
     let scale = ops::max(&ops::abs(want).unwrap(), None).unwrap().item_cast::<f32>();
     let diff = ops::max(&ops::abs(&ops::subtract(&got, want).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
     eprintln!("{name}: first-step max|Δlogit| / max|ref| = {:.3e}", diff / scale);
+    // bf16 too: the same operations in the same order and dtype as mlx-vlm (bias folded into the
+    // product, convolutional patch embedding, rotary tables in the activations' dtype) give the
+    // same bits on the CPU, so one tolerance serves both
     assert!(diff / scale <= 1e-3, "{name}: logits differ ({diff} of {scale})");
 
     let want_gen: Vec<u32> = case["greedy_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
@@ -137,14 +143,16 @@ fn greedy_ids_for_case(model: &VisionModel, lm: &mlx_serving_core::models::Causa
 
 fn greedy_match(model_name: &str) {
     let r = reference(model_name);
-    let (model, lm, stats) = VisionModel::load(&fixture(model_name), ComputeDtype::Auto).unwrap();
+    // bf16 fixtures run as stored (on the CPU `auto` would widen them to f32), as mlx-vlm runs them
+    let (compute, dtype) = if model_name.ends_with("-bf16") { (ComputeDtype::AsStored, Dtype::Bfloat16) } else { (ComputeDtype::Auto, Dtype::Float32) };
+    let (model, lm, stats) = VisionModel::load(&fixture(model_name), compute).unwrap();
     assert!(stats.parameter_count > 0);
-    assert_eq!(model.model_type(), r.meta["model"].as_str().unwrap().replace('-', "_"));
+    assert_eq!(model.model_type(), r.meta["model"].as_str().unwrap().trim_end_matches("-bf16").replace('-', "_"));
     let tok = TextTokenizer::from_dir(&fixture(model_name)).unwrap();
     let cases = r.meta["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 2);
     for case in cases {
-        greedy_ids_for_case(&model, &lm, &tok, case, &r);
+        greedy_ids_for_case(&model, &lm, &tok, case, &r, dtype);
     }
 }
 
@@ -170,6 +178,15 @@ fn llava_preprocessed_pixels_match_mlx_vlm() {
 #[test]
 fn llava_greedy_ids_match_mlx_vlm() {
     greedy_match("llava");
+}
+
+/// The bf16 copies, run in bf16 on both sides: the towers, projector and M-RoPE keep the
+/// activations' dtype (mlx-vlm's scalars and rotary outputs do), so no f32 reaches the prefill.
+#[test]
+fn bf16_greedy_ids_match_mlx_vlm() {
+    for model in ["qwen2-vl-bf16", "qwen2_5-vl-bf16", "llava-bf16"] {
+        greedy_match(model);
+    }
 }
 
 #[test]

@@ -92,14 +92,15 @@ impl LlamaModel {
     }
 
     /// One sequence from input embeddings `h` [1, L, hidden] (token embeddings with image
-    /// features spliced in) with explicit rotary tables → logits of the last position [1, vocab].
-    pub fn forward_embeddings(&self, h: Array, cache: &mut [KvCache], rot: &RotaryTables) -> MlxResult<Array> {
+    /// features spliced in) with explicit rotary tables (or, `None`, the model's own rope at the
+    /// cache offset) → logits of the last position [1, vocab].
+    pub fn forward_embeddings(&self, h: Array, cache: &mut [KvCache], rot: Option<&RotaryTables>) -> MlxResult<Array> {
         // attention only reads the segment's length from `tokens`
         let placeholder = vec![0u32; h.shape()[1] as usize];
         let mut segs = [Segment::ids(&placeholder, cache, true)];
         let mut h = h;
         for (li, layer) in self.layers.iter().enumerate() {
-            h = self.block_forward(layer, li, &h, &mut segs, Some(rot))?;
+            h = self.block_forward(layer, li, &h, &mut segs, rot)?;
         }
         segment_logits(&h, &segs, |h| self.project(h))
     }

@@ -17,13 +17,21 @@ pub struct RotaryTables {
 }
 
 impl RotaryTables {
+    /// The tables in the activations' dtype (mlx-vlm computes them in f32 and casts them to it
+    /// before rotating): cast once per pass, not once per layer.
+    pub fn in_dtype(self, dtype: mlx_rs::Dtype) -> Result<Self, mlx_rs::error::Exception> {
+        Ok(RotaryTables { cos: self.cos.as_dtype(dtype)?, sin: self.sin.as_dtype(dtype)? })
+    }
+
     pub(crate) fn apply(&self, x: &Array) -> Result<Array, mlx_rs::error::Exception> {
         use mlx_rs::ops::indexing::TryIndexOp;
         let half = x.shape()[3] / 2;
         let x1 = x.try_index((.., .., .., ..half))?;
         let x2 = x.try_index((.., .., .., half..))?;
         let rotated = ops::concatenate(&[ops::negative(&x2)?, x1], 3)?;
-        ops::add(&ops::multiply(x, &self.cos)?, &ops::multiply(&rotated, &self.sin)?)
+        // in the activations' dtype, tables included (see `in_dtype`; a no-op cast when done)
+        let (cos, sin) = (self.cos.as_dtype(x.dtype())?, self.sin.as_dtype(x.dtype())?);
+        ops::add(&ops::multiply(x, &cos)?, &ops::multiply(&rotated, &sin)?)
     }
 }
 

@@ -12,18 +12,13 @@ use std::sync::Once;
 ///   capacity — a fuse, not a rate check. A long-running server sees ever new prompt lengths and
 ///   would fail every request after that point (seen in the speculative GPU benchmark after a
 ///   few hundred rounds). The caches keep evicting normally without it.
-/// - `MLX_MAX_OPS_PER_BUFFER=1000`, `MLX_MAX_MB_PER_BUFFER=8000`, CUDA only: MLX records a
-///   step's kernels into CUDA graphs and launches one every 100 operations or 1000 MB of inputs
-///   (its defaults on Hopper). A 1-row decode step of a 1B model is ~300 operations over 2.5 GB
-///   of weights, so it paid 3–4 graph updates and launches; with the larger limits it pays one.
-///   Measured on an H200 (docs/adr/cuda-graph-limits.md): 1-stream decode 239 → 311 tok/s
-///   (median of 5 interleaved pairs, better in all 5), 16-stream aggregate better in both pairs.
+///
+/// MLX's CUDA graph limits (`MLX_MAX_OPS_PER_BUFFER` / `MLX_MAX_MB_PER_BUFFER`) are left at
+/// MLX's defaults: raising them looked faster on one host and was 1.5–1.9× slower on another
+/// (docs/adr/cuda-graph-limits.md).
 pub fn defaults_for(device: &str) -> Vec<(&'static str, &'static str)> {
-    let mut vars = vec![("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")];
-    if device == "cuda" {
-        vars.extend([("MLX_MAX_OPS_PER_BUFFER", "1000"), ("MLX_MAX_MB_PER_BUFFER", "8000")]);
-    }
-    vars
+    let _ = device; // the same on every backend today; the signature keeps per-device room
+    vec![("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")]
 }
 
 /// The defaults of `device` that `is_set` says the host has not set.
@@ -48,21 +43,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cuda_gets_larger_graph_limits_and_every_device_loses_the_cache_fuse() {
-        let names = |d: &str| defaults_for(d).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-        assert_eq!(names("cpu"), ["MLX_ENABLE_CACHE_THRASHING_CHECK"]);
-        assert_eq!(names("metal"), ["MLX_ENABLE_CACHE_THRASHING_CHECK"]);
-        assert_eq!(defaults_for("cuda"), [
-            ("MLX_ENABLE_CACHE_THRASHING_CHECK", "0"),
-            ("MLX_MAX_OPS_PER_BUFFER", "1000"),
-            ("MLX_MAX_MB_PER_BUFFER", "8000"),
-        ]);
+    fn every_device_loses_the_cache_fuse_and_keeps_mlxs_graph_limits() {
+        for d in ["cpu", "metal", "cuda"] {
+            assert_eq!(defaults_for(d), [("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")], "{d}");
+        }
     }
 
     #[test]
     fn the_hosts_own_settings_win() {
-        let set = missing("cuda", |k| k == "MLX_MAX_OPS_PER_BUFFER");
-        assert_eq!(set, [("MLX_ENABLE_CACHE_THRASHING_CHECK", "0"), ("MLX_MAX_MB_PER_BUFFER", "8000")]);
+        assert_eq!(missing("cuda", |_| false), [("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")]);
+        assert!(missing("cuda", |k| k == "MLX_ENABLE_CACHE_THRASHING_CHECK").is_empty());
         assert!(missing("cpu", |_| true).is_empty());
     }
 

@@ -5,6 +5,7 @@
 //! itself is the text engine's `CausalModel`, so text-only generation on a vision model uses the
 //! ordinary batched path.
 
+mod activation;
 pub mod clip_preprocess;
 pub mod handle;
 pub mod image_input;

@@ -13,6 +13,7 @@ use crate::error::{EngineError, EngineResult};
 use crate::models::config::QuantizationConfig;
 use crate::models::linear::Linear;
 use crate::models::weights::WeightMap;
+use crate::vision::activation::quick_gelu;
 
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
@@ -48,10 +49,6 @@ pub struct ClipTower {
     layers: Vec<Layer>,
 }
 
-fn quick_gelu(x: &Array) -> MlxResult<Array> {
-    ops::multiply(x, &ops::sigmoid(&ops::multiply(x, &Array::from_f32(1.702))?)?)
-}
-
 impl ClipTower {
     /// `w` holds `vision_model.*` without the tower prefix; only the first `run_layers` encoder
     /// layers are loaded. `quant`: the checkpoint's settings, for layers stored quantized.
@@ -62,15 +59,15 @@ impl ClipTower {
         let pw = w.require(&format!("{p}.embeddings.patch_embedding.weight"))?;
         let conv = |x: mlx_rs::error::Exception| EngineError::model_load(format!("patch_embedding: {}", x.what()));
         let shape = pw.shape().to_vec();
-        // MLX layout [E, P, P, C] (mlx-community) or PyTorch layout [E, C, P, P] (HF)
+        // MLX layout [E, P, P, C] (mlx-community) or PyTorch layout [E, C, P, P] (HF), kept as
+        // MLX's conv2d weight [E, P, P, C]
         let patch_weight = if shape == [e, k, k, c] {
-            pw.transpose_axes(&[0, 3, 1, 2]).map_err(conv)?
-        } else if shape == [e, c, k, k] {
             pw
+        } else if shape == [e, c, k, k] {
+            pw.transpose_axes(&[0, 2, 3, 1]).map_err(conv)?
         } else {
             return Err(EngineError::model_load(format!("patch_embedding.weight has shape {shape:?}, expected [{e}, {k}, {k}, {c}]")));
         };
-        let patch_weight = patch_weight.reshape(&[e, c * k * k]).map_err(conv)?;
         let side = cfg.image_size / cfg.patch_size;
         let position_embedding = w.require(&format!("{p}.embeddings.position_embedding.weight"))?;
         if position_embedding.shape() != [side * side + 1, e] {
@@ -127,11 +124,13 @@ impl ClipTower {
 
     /// Pixels [3, S, S] (S = image_size) → hidden states [1 + patches, hidden] (class token first).
     pub fn forward(&self, pixels: &Array) -> MlxResult<Array> {
-        let (c, p) = (self.cfg.num_channels, self.cfg.patch_size);
-        let side = self.cfg.image_size / p;
-        // [C, gy, P, gx, P] → [gy, gx, C, P, P]: one row per patch, row-major over the grid
-        let patches = pixels.reshape(&[c, side, p, side, p])?.transpose_axes(&[1, 3, 0, 2, 4])?.reshape(&[side * side, c * p * p])?;
-        let x = ops::matmul(&patches, &self.patch_weight.transpose()?)?;
+        let (c, p, s) = (self.cfg.num_channels, self.cfg.patch_size, self.cfg.image_size);
+        // A stride-P convolution over the channels-last image, as mlx-vlm computes it (a matmul
+        // sums in another order: an ulp apart in bf16) → one row per patch, row-major over the
+        // grid. The pixels stay f32 as in mlx-vlm's LLaVA, so the tower runs in f32 whatever the
+        // weights' dtype; the projected features take the text embeddings' dtype (llava/mod.rs).
+        let image = pixels.reshape(&[1, c, s, s])?.transpose_axes(&[0, 2, 3, 1])?;
+        let x = ops::conv2d(&image, &self.patch_weight, (p, p), None, None, None)?.reshape(&[(s / p) * (s / p), -1])?;
         let x = ops::concatenate(&[self.class_embedding.reshape(&[1, -1])?, x], 0)?;
         let x = ops::add(&x, &self.position_embedding)?;
         // nn.LayerNorm's default eps before the encoder; the configured one inside it

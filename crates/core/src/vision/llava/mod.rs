@@ -14,7 +14,7 @@ use mlx_rs::{ops, Array};
 
 use super::clip_preprocess::ClipProcessor;
 use super::preprocess::PixelPatches;
-use super::qwen2_vl::mrope;
+use super::activation::gelu;
 use crate::error::{EngineError, EngineResult};
 use crate::generation::kv_cache::KvCache;
 use crate::models::linear::Linear;
@@ -31,7 +31,6 @@ pub struct Llava {
     tower: ClipTower,
     linear_1: Linear,
     linear_2: Linear,
-    inv_freq: Array,
 }
 
 enum Part {
@@ -103,14 +102,12 @@ impl Llava {
         let linear_1 = Linear::load(&proj_w, "linear_1", quant, true)?;
         let linear_2 = Linear::load(&proj_w, "linear_2", quant, true)?;
         let load_err = |e: mlx_rs::error::Exception| EngineError::model_load(format!("cannot materialize weights: {}", e.what()));
-        let inv_freq = mrope::inv_freq(config.text.head_dim, config.text.rope_theta).map_err(load_err)?;
         let mut arrays = tower.arrays();
         for l in [&linear_1, &linear_2] {
             crate::models::causal::linear_arrays(l, &mut arrays);
         }
-        arrays.push(inv_freq.clone());
         mlx_rs::transforms::eval(arrays.iter()).map_err(load_err)?;
-        Ok((Llava { config, processor, tower, linear_1, linear_2, inv_freq }, lm, stats))
+        Ok((Llava { config, processor, tower, linear_1, linear_2 }, lm, stats))
     }
 
     fn llama<'a>(&self, lm: &'a CausalModel) -> MlxResult<&'a LlamaModel> {
@@ -126,16 +123,7 @@ impl Llava {
         let pixels = Array::from_slice(&img.data, &[3, s, s]);
         let hidden = self.tower.forward(&pixels)?;
         let selected = if self.config.keep_class_token { hidden } else { ClipTower::patch_rows(&hidden)? };
-        let h = self.linear_1.forward(&selected)?;
-        let e = ops::erf(&ops::divide(&h, &Array::from_f32(std::f32::consts::SQRT_2))?)?;
-        let h = ops::divide(&ops::multiply(&h, &ops::add(&e, &Array::from_f32(1.0))?)?, &Array::from_f32(2.0))?;
-        self.linear_2.forward(&h)
-    }
-
-    fn rope(&self, start: i64, len: usize) -> MlxResult<crate::models::llama::RotaryTables> {
-        // plain rope: every frequency follows the one (text) position
-        let half = (self.config.text.head_dim / 2) as usize;
-        mrope::text_tables(start, len, &self.inv_freq, [half, 0, 0])
+        self.linear_2.forward(&gelu(&self.linear_1.forward(&selected)?)?)
     }
 
     /// Runs the prompt `tokens` (each image's token run already expanded) with `images` into
@@ -155,7 +143,7 @@ impl Llava {
             } else {
                 let mut parts = vec![text.reshape(&[tokens.len() as i32, -1])?];
                 for img in images {
-                    parts.push(self.image_features(img)?);
+                    parts.push(self.image_features(img)?.as_dtype(text.dtype())?);
                 }
                 // row l: token l's embedding, or the next image feature
                 let mut next = tokens.len() as i32;
@@ -163,8 +151,8 @@ impl Llava {
                 let all = ops::concatenate(&parts, 0)?;
                 all.take_axis(&Array::from_slice(&idx, &[idx.len() as i32]), 0)?.reshape(&[1, tokens.len() as i32, -1])?
             };
-            let start = cache[0].offset() as i64;
-            llama.forward_embeddings(h, cache, &self.rope(start, tokens.len())?)
+            // plain positions: the language model's own rope at the cache offset (as mlx-vlm's)
+            llama.forward_embeddings(h, cache, None)
         };
         let logits = run().map_err(|e| EngineError::generation(format!("vision prefill failed: {}", e.what())))?;
         Ok((logits, 0))
@@ -174,8 +162,7 @@ impl Llava {
     pub fn decode(&self, lm: &CausalModel, token: &Array, cache: &mut [KvCache]) -> EngineResult<Array> {
         let mut run = || -> MlxResult<Array> {
             let llama = self.llama(lm)?;
-            let rot = self.rope(cache[0].offset() as i64, 1)?;
-            llama.forward_embeddings(llama.embed_ids(token)?, cache, &rot)
+            llama.forward_embeddings(llama.embed_ids(token)?, cache, None)
         };
         run().map_err(|e| EngineError::generation(format!("vision decode failed: {}", e.what())))
     }

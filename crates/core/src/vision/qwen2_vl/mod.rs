@@ -133,7 +133,7 @@ impl Qwen2Vl {
             } else {
                 let mut parts = vec![text.reshape(&[tokens.len() as i32, -1])?];
                 for img in images {
-                    parts.push(self.image_features(img)?);
+                    parts.push(self.image_features(img)?.as_dtype(text.dtype())?);
                 }
                 // row l of the result: token l's embedding, or the next image feature
                 let mut next_feat = tokens.len() as i32;
@@ -145,8 +145,8 @@ impl Qwen2Vl {
                 let all = mlx_rs::ops::concatenate(&parts, 0)?;
                 all.take_axis(&Array::from_slice(&idx, &[idx.len() as i32]), 0)?.reshape(&[1, tokens.len() as i32, -1])?
             };
-            let rot = mrope::tables(&positions.pos, &self.inv_freq, c.mrope_section)?;
-            llama.forward_embeddings(h, cache, &rot)
+            let rot = mrope::tables(&positions.pos, &self.inv_freq, c.mrope_section)?.in_dtype(h.dtype())?;
+            llama.forward_embeddings(h, cache, Some(&rot))
         };
         let logits = run().map_err(|e| EngineError::generation(format!("vision prefill failed: {}", e.what())))?;
         Ok((logits, positions.delta))
@@ -157,8 +157,9 @@ impl Qwen2Vl {
         let mut run = || -> MlxResult<Array> {
             let llama = self.llama(lm)?;
             let start = cache[0].offset() as i64 + delta;
-            let rot = mrope::text_tables(start, 1, &self.inv_freq, self.config.mrope_section)?;
-            llama.forward_embeddings(llama.embed_ids(token)?, cache, &rot)
+            let h = llama.embed_ids(token)?;
+            let rot = mrope::text_tables(start, 1, &self.inv_freq, self.config.mrope_section)?.in_dtype(h.dtype())?;
+            llama.forward_embeddings(h, cache, Some(&rot))
         };
         run().map_err(|e| EngineError::generation(format!("vision decode failed: {}", e.what())))
     }

@@ -20,6 +20,7 @@ use crate::error::{EngineError, EngineResult};
 use crate::models::config::QuantizationConfig;
 use crate::models::linear::Linear;
 use crate::models::weights::WeightMap;
+use crate::vision::activation::{gelu, quick_gelu};
 
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
@@ -110,15 +111,6 @@ pub struct VisionTower {
     inv_freq: Array,
 }
 
-fn quick_gelu(x: &Array) -> MlxResult<Array> {
-    ops::multiply(x, &ops::sigmoid(&ops::multiply(x, &Array::from_f32(1.702))?)?)
-}
-
-fn gelu(x: &Array) -> MlxResult<Array> {
-    let e = ops::erf(&ops::divide(x, &Array::from_f32(std::f32::consts::SQRT_2))?)?;
-    ops::divide(&ops::multiply(x, &ops::add(&e, &Array::from_f32(1.0))?)?, &Array::from_f32(2.0))
-}
-
 impl VisionTower {
     /// `w` holds the tower's tensors without the `vision_tower.` prefix.
     /// `quant`: the checkpoint's settings, for tower layers stored quantized.
@@ -128,15 +120,15 @@ impl VisionTower {
         let (e, c, t, p) = (cfg.embed_dim, cfg.in_chans, cfg.temporal_patch_size, cfg.patch_size);
         let shape = pw.shape().to_vec();
         let conv = |e: mlx_rs::error::Exception| EngineError::model_load(format!("patch_embed: {}", e.what()));
-        // MLX layout [E, T, P, P, C] (mlx-community) or PyTorch layout [E, C, T, P, P] (HF).
+        // MLX layout [E, T, P, P, C] (mlx-community) or PyTorch layout [E, C, T, P, P] (HF),
+        // kept as MLX's conv3d weight [E, T, P, P, C]
         let patch_weight = if shape == [e, t, p, p, c] {
-            pw.transpose_axes(&[0, 4, 1, 2, 3]).map_err(conv)?
-        } else if shape == [e, c, t, p, p] {
             pw
+        } else if shape == [e, c, t, p, p] {
+            pw.transpose_axes(&[0, 2, 3, 4, 1]).map_err(conv)?
         } else {
             return Err(EngineError::model_load(format!("patch_embed.proj.weight has shape {shape:?}, expected [{e}, {t}, {p}, {p}, {c}]")));
         };
-        let patch_weight = patch_weight.reshape(&[e, c * t * p * p]).map_err(conv)?;
         let mut blocks = Vec::with_capacity(cfg.depth);
         for i in 0..cfg.depth {
             let b = format!("blocks.{i}");
@@ -223,7 +215,13 @@ impl VisionTower {
     pub fn forward(&self, pixels: &Array, grid_thw: [usize; 3]) -> MlxResult<Array> {
         let [t, h, w] = grid_thw;
         let m2 = (self.cfg.spatial_merge_size * self.cfg.spatial_merge_size) as usize;
-        let mut x = ops::matmul(pixels, &self.patch_weight.transpose()?)?;
+        // A convolution with stride = kernel over each patch row, in the weights' dtype, as
+        // mlx-vlm computes it: a matmul of the same numbers sums in another order, which in bf16
+        // moves some outputs by an ulp (and f32 pixels would promote the whole tower).
+        let (c, tp, p) = (self.cfg.in_chans, self.cfg.temporal_patch_size, self.cfg.patch_size);
+        let n = pixels.shape()[0];
+        let cells = pixels.as_dtype(self.patch_weight.dtype())?.reshape(&[n, c, tp, p, p])?.transpose_axes(&[0, 2, 3, 4, 1])?;
+        let mut x = ops::conv3d(&cells, &self.patch_weight, (tp, p, p), None, None, None)?.reshape(&[n, -1])?;
         let (cos, sin) = self.rotary(h, w)?;
         let (mut cos, mut sin) = if t > 1 {
             (ops::concatenate(&vec![cos; t], 0)?, ops::concatenate(&vec![sin; t], 0)?)
@@ -269,7 +267,8 @@ impl VisionTower {
         let rot = |a: Array| -> MlxResult<Array> {
             let half = hd / 2;
             let rotated = ops::concatenate(&[ops::negative(&a.try_index((.., .., half..))?)?, a.try_index((.., .., ..half))?], 2)?;
-            let out = ops::add(&ops::multiply(&a, cos)?, &ops::multiply(&rotated, sin)?)?;
+            // computed against the f32 tables, then back to the activations' dtype (as mlx-vlm)
+            let out = ops::add(&ops::multiply(&a, cos)?, &ops::multiply(&rotated, sin)?)?.as_dtype(a.dtype())?;
             out.reshape(&[1, n, heads, hd])?.transpose_axes(&[0, 2, 1, 3])
         };
         let q = rot(qkv.try_index((.., 0, .., ..))?)?;
