@@ -74,6 +74,8 @@ async fn main() {
         "aggregate_tps": aggregate,
         "peak_rss_bytes": peak_rss_bytes(),
         "batched_ids_agreeing_with_solo": agree,
+        // the solo stream's first ids, to compare builds or settings on the same model
+        "solo_ids_head": solo.ids.iter().take(24).collect::<Vec<_>>(),
     });
     println!("{out}");
     engine.shutdown().await;

@@ -225,13 +225,25 @@ fn fuse(parts: &[Linear]) -> Result<Option<(Linear, Vec<i32>)>, mlx_rs::error::E
 }
 
 /// Splits the last axis of `x` at the given boundaries (fused projections: qkv, gate_up) into
-/// contiguous arrays. Left as views into the fused product (an offset and the whole width as
-/// row stride), they made MLX 0.32's CUDA backend write out of bounds (compute-sanitizer:
-/// invalid 2-byte global writes, bf16) and batched greedy ids go wrong from the first token
-/// (H200); the copy is small next to the product itself.
+/// contiguous arrays. Left as strided views into a product of several rows (an offset and the
+/// whole width as row stride), they made MLX 0.32's CUDA backend write out of bounds
+/// (compute-sanitizer: invalid 2-byte global writes, bf16) and batched greedy ids go wrong from
+/// the first token (H200), so those are copied. A one-row product's parts are contiguous
+/// already, and a 1-row GPU decode step is bound by its kernel count, so those stay views
+/// (`MLX_SERVING_SPLIT_COPY=1` copies them too, for A/B runs).
 pub(crate) fn split_last(x: &Array, bounds: &[i32]) -> Result<Vec<Array>, mlx_rs::error::Exception> {
     let axis = x.ndim() as i32 - 1;
-    x.split_at_indices(bounds, axis)?.iter().map(Array::contiguous).collect()
+    let parts = x.split_at_indices(bounds, axis)?;
+    let one_row = x.shape().iter().rev().skip(1).all(|&d| d == 1);
+    if one_row && !copy_single_rows() {
+        return Ok(parts);
+    }
+    parts.iter().map(Array::contiguous).collect()
+}
+
+fn copy_single_rows() -> bool {
+    static COPY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *COPY.get_or_init(|| std::env::var("MLX_SERVING_SPLIT_COPY").is_ok_and(|v| v == "1"))
 }
 
 #[cfg(test)]
@@ -259,6 +271,18 @@ mod tests {
             p.eval().unwrap();
             assert_eq!(p.strides(), &[3 * *w as usize, *w as usize, 1], "a split part is a strided view");
         }
+        let back = ops::concatenate(&parts, 2).unwrap();
+        assert_eq!(max_rel(&back, &x), 0.0);
+    }
+
+    /// A one-row product (a 1-row decode step) splits into its parts as they are, without
+    /// copies; the values are the same either way.
+    #[test]
+    fn one_row_parts_are_the_products_slices() {
+        let x = rand(&[1, 1, 10], 2);
+        let parts = split_last(&x, &[4, 7]).unwrap();
+        let widths: Vec<i32> = parts.iter().map(|p| p.shape()[2]).collect();
+        assert_eq!(widths, vec![4, 3, 3]);
         let back = ops::concatenate(&parts, 2).unwrap();
         assert_eq!(max_rel(&back, &x), 0.0);
     }
