@@ -6,6 +6,11 @@ mlx-community layout: a CLIP vision tower (`vision_tower.vision_model.*`, 3 enco
 feature layer -2 with the `default` strategy (class token dropped: 16 image tokens). The
 tokenizer is the real Qwen one with an added `<image>` special token (LLaVA's image
 placeholder); CLIPImageProcessor settings resize the shorter side to 56 and center-crop 56x56.
+
+`siglip=True` (folder llava-siglip): a SigLIP tower instead (model_type siglip_vision_model: a
+biased patch embedding, no class token, one position per patch, no LayerNorm before the
+encoder), feature layer -1 with the `full` strategy (16 image tokens), a qwen2 language model
+(q/k/v biases), and SiglipImageProcessor settings (resize straight to 56x56, mean/std 0.5).
 """
 import json
 
@@ -47,8 +52,8 @@ def write_tokenizer(out, tokdir):
     return image_id
 
 
-def config(image_id, eos, bos):
-    return {
+def config(image_id, eos, bos, siglip=False):
+    cfg = {
         "architectures": ["LlavaForConditionalGeneration"], "model_type": "llava",
         "image_token_index": image_id, "vision_feature_layer": -2,
         "vision_feature_select_strategy": "default", "projector_hidden_act": "gelu",
@@ -65,9 +70,16 @@ def config(image_id, eos, bos):
             "projection_dim": 32, "num_channels": 3, "layer_norm_eps": 1e-5, "hidden_act": "quick_gelu",
         },
     }
+    if siglip:
+        cfg["vision_feature_layer"], cfg["vision_feature_select_strategy"] = -1, "full"
+        cfg["text_config"]["model_type"] = "qwen2"
+        cfg["vision_config"].update({"model_type": "siglip_vision_model", "layer_norm_eps": 1e-6,
+                                     "hidden_act": "gelu_pytorch_tanh"})
+    return cfg
 
 
 def weights(cfg, seed):
+    siglip = cfg["vision_config"]["model_type"] == "siglip_vision_model"
     rng = np.random.default_rng(seed)
     f32 = np.float32
 
@@ -79,14 +91,17 @@ def weights(cfg, seed):
 
     v, t = cfg["vision_config"], cfg["text_config"]
     e, p, inter = v["hidden_size"], v["patch_size"], v["intermediate_size"]
-    n = (v["image_size"] // p) ** 2 + 1
+    n = (v["image_size"] // p) ** 2 + (0 if siglip else 1)
     vm = "vision_tower.vision_model"
     w = {
         f"{vm}.embeddings.patch_embedding.weight": normal((e, p, p, 3), 1.0 / np.sqrt(p * p * 3)),
-        f"{vm}.embeddings.class_embedding": normal((e,), 0.5),
         f"{vm}.embeddings.position_embedding.weight": normal((n, e), 0.2),
     }
-    for ln in ("pre_layrnorm", "post_layernorm"):
+    if siglip:
+        w[f"{vm}.embeddings.patch_embedding.bias"] = normal((e,), 0.05)
+    else:
+        w[f"{vm}.embeddings.class_embedding"] = normal((e,), 0.5)
+    for ln in ("post_layernorm",) if siglip else ("pre_layrnorm", "post_layernorm"):
         w[f"{vm}.{ln}.weight"] = near((e,), 1.0)
         w[f"{vm}.{ln}.bias"] = normal((e,), 0.05)
     for i in range(v["num_hidden_layers"]):
@@ -118,6 +133,10 @@ def weights(cfg, seed):
         w[f"{b}.self_attn.q_proj.weight"] = normal((heads * hd, h), 0.25)
         w[f"{b}.self_attn.k_proj.weight"] = normal((kv * hd, h), 0.25)
         w[f"{b}.self_attn.v_proj.weight"] = normal((kv * hd, h), 0.25)
+        if t["model_type"] == "qwen2":
+            w[f"{b}.self_attn.q_proj.bias"] = normal((heads * hd,), 0.1)
+            w[f"{b}.self_attn.k_proj.bias"] = normal((kv * hd,), 0.1)
+            w[f"{b}.self_attn.v_proj.bias"] = normal((kv * hd,), 0.1)
         w[f"{b}.self_attn.o_proj.weight"] = normal((h, heads * hd), 0.25)
         w[f"{b}.mlp.gate_proj.weight"] = normal((inter_t, h), 0.25)
         w[f"{b}.mlp.up_proj.weight"] = normal((inter_t, h), 0.25)
@@ -128,7 +147,14 @@ def weights(cfg, seed):
     return w
 
 
-def preprocessor_config():
+def preprocessor_config(siglip=False):
+    if siglip:
+        return {
+            "image_processor_type": "SiglipImageProcessor", "processor_class": "LlavaProcessor",
+            "do_resize": True, "size": {"height": 56, "width": 56}, "resample": 3,
+            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "do_convert_rgb": True,
+            "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        }
     return {
         "image_processor_type": "CLIPImageProcessor", "processor_class": "LlavaProcessor",
         "do_resize": True, "size": {"shortest_edge": 56}, "resample": 3,
@@ -139,14 +165,15 @@ def preprocessor_config():
     }
 
 
-def write(out, tokdir, generation_config):
+def write(out, tokdir, generation_config, siglip=False):
     out.mkdir(parents=True, exist_ok=True)
     image_id = write_tokenizer(out, tokdir)
-    cfg = config(image_id, generation_config["eos_token_id"], generation_config["bos_token_id"])
+    cfg = config(image_id, generation_config["eos_token_id"], generation_config["bos_token_id"], siglip)
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    save_file(weights(cfg, seed=7007), str(out / "model.safetensors"), metadata={"format": "mlx"})
-    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(), indent=2))
+    save_file(weights(cfg, seed=7117 if siglip else 7007), str(out / "model.safetensors"), metadata={"format": "mlx"})
+    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(siglip), indent=2))
     (out / "processor_config.json").write_text(json.dumps(
-        {"processor_class": "LlavaProcessor", "patch_size": 14, "vision_feature_select_strategy": "default",
-         "image_token": IMAGE_TOKEN, "num_additional_image_tokens": 1}, indent=2))
+        {"processor_class": "LlavaProcessor", "patch_size": 14,
+         "vision_feature_select_strategy": "full" if siglip else "default",
+         "image_token": IMAGE_TOKEN, "num_additional_image_tokens": 0 if siglip else 1}, indent=2))
     (out / "generation_config.json").write_text(json.dumps(generation_config))

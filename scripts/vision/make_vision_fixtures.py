@@ -11,6 +11,7 @@ Writes under <repo>/.cache/fixtures/vision/:
               min/max pixel bounds so test images give a handful of image tokens.
   qwen2_5-vl/ the same with a Qwen2.5-VL tower (model_type qwen2_5_vl; fixture_qwen2_5_vl.py).
   llava/      a tiny LLaVA (CLIP tower + projector + llama; fixture_llava.py).
+  llava-siglip/ the same with a SigLIP tower and a qwen2 language model.
   *-bf16/     bfloat16 copies of the three models (the GPU's dtype: the towers must stay in it).
   resize/     Pillow bicubic resize cases over random size pairs (fixture_resize.py).
   images/     deterministic test pictures: scene.png (100x70 RGB), scene.jpg, scene.webp
@@ -212,6 +213,8 @@ PARTS = [
     ("qwen2_5-vl", "qwen2_5-vl-v1", "model.safetensors", write_qwen2_5_vl),
     ("resize", "resize-v1", "cases.json", lambda out, _tokdir: fixture_resize.write(out)),
     ("llava", "llava-v1", "model.safetensors", lambda out, tokdir: fixture_llava.write(out, tokdir, GENERATION_CONFIG)),
+    ("llava-siglip", "llava-siglip-v1", "model.safetensors",
+     lambda out, tokdir: fixture_llava.write(out, tokdir, GENERATION_CONFIG, siglip=True)),
     ("qwen2-vl-bf16", f"bf16-v1-{VERSION}", "model.safetensors", write_bf16(OUT / "qwen2-vl")),
     ("qwen2_5-vl-bf16", "bf16-v1-qwen2_5-vl-v1", "model.safetensors", write_bf16(OUT / "qwen2_5-vl")),
     ("llava-bf16", "bf16-v1-llava-v1", "model.safetensors", write_bf16(OUT / "llava")),

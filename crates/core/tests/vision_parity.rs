@@ -147,7 +147,7 @@ fn greedy_match(model_name: &str) {
     let (compute, dtype) = if model_name.ends_with("-bf16") { (ComputeDtype::AsStored, Dtype::Bfloat16) } else { (ComputeDtype::Auto, Dtype::Float32) };
     let (model, lm, stats) = VisionModel::load(&fixture(model_name), compute).unwrap();
     assert!(stats.parameter_count > 0);
-    assert_eq!(model.model_type(), r.meta["model"].as_str().unwrap().trim_end_matches("-bf16").replace('-', "_"));
+    assert_eq!(model.model_type(), r.meta["model"].as_str().unwrap().trim_end_matches("-bf16").trim_end_matches("-siglip").replace('-', "_"));
     let tok = TextTokenizer::from_dir(&fixture(model_name)).unwrap();
     let cases = r.meta["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 2);
@@ -178,6 +178,18 @@ fn llava_preprocessed_pixels_match_mlx_vlm() {
 #[test]
 fn llava_greedy_ids_match_mlx_vlm() {
     greedy_match("llava");
+}
+
+#[test]
+fn llava_siglip_preprocessed_pixels_match_mlx_vlm() {
+    pixels_match("llava-siglip");
+}
+
+/// LLaVA with a SigLIP tower (biased patch embedding, no class token, no pre-encoder norm; the
+/// `full` strategy) and a qwen2 language model, resized by SigLIP's processor (no crop).
+#[test]
+fn llava_siglip_greedy_ids_match_mlx_vlm() {
+    greedy_match("llava-siglip");
 }
 
 /// The bf16 copies, run in bf16 on both sides: the towers, projector and M-RoPE keep the

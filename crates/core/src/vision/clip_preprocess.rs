@@ -2,9 +2,11 @@
 //! transformers' PIL backend applies it): resize so the shorter side is `size.shortest_edge`
 //! (the longer one `int(edge · long / short)`), Pillow-exact bicubic; center crop to
 //! `crop_size` (zero padding where the image is smaller, as the reference does); rescale in
-//! f64 then round to f32; per-channel normalization in f32. Output is channels-first
-//! [3, H, W] (the tower cuts its own patches). Images more elongated than 200:1 are refused
-//! (a GenerationError, as with the Qwen-VL processors).
+//! f64 then round to f32; per-channel normalization in f32. SigLIP's processor (`size` as
+//! `{height, width}`, no center crop) resizes straight to that size instead. Output is
+//! channels-first [3, H, W] (the tower cuts its own patches). Images more elongated than 200:1
+//! are refused (a GenerationError, as with the Qwen-VL processors). Only bicubic resampling
+//! (`resample` 3, what these checkpoints set) is implemented; other values are refused at load.
 
 use std::path::Path;
 
@@ -18,6 +20,8 @@ use crate::error::{EngineError, EngineResult};
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClipProcessor {
     pub shortest_edge: usize,
+    /// SigLIP: resize to exactly (height, width), no crop (`crop` is then that size).
+    pub fixed_size: Option<(usize, usize)>,
     pub crop: (usize, usize),
     pub do_resize: bool,
     pub do_center_crop: bool,
@@ -44,7 +48,9 @@ impl ClipProcessor {
     pub fn from_value(v: &Value, patch_size: usize) -> EngineResult<Self> {
         let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(true);
         let uint = |x: Option<&Value>| x.and_then(Value::as_u64).map(|n| n as usize);
-        let shortest_edge = match v.get("size") {
+        let size = v.get("size");
+        let fixed_size = size.and_then(|s| uint(s.get("height")).zip(uint(s.get("width"))));
+        let shortest_edge = match size {
             Some(Value::Number(n)) => n.as_u64().map(|n| n as usize),
             Some(s) => uint(s.get("shortest_edge")),
             None => None,
@@ -55,7 +61,13 @@ impl ClipProcessor {
             Some(c) => uint(c.get("height")).zip(uint(c.get("width"))),
             None => None,
         }
+        .or(fixed_size)
         .unwrap_or((336, 336));
+        match v.get("resample") {
+            None | Some(Value::Null) => {}
+            Some(r) if r.as_u64() == Some(3) => {}
+            Some(r) => return Err(EngineError::model_load(format!("preprocessor_config.json: resample {r} is not supported (3, bicubic)"))),
+        }
         let triple = |k: &str, d: [f32; 3]| -> EngineResult<[f32; 3]> {
             match v.get(k) {
                 None | Some(Value::Null) => Ok(d),
@@ -65,6 +77,7 @@ impl ClipProcessor {
         };
         let c = ClipProcessor {
             shortest_edge,
+            fixed_size,
             crop,
             do_resize: flag("do_resize"),
             do_center_crop: flag("do_center_crop"),
@@ -75,14 +88,25 @@ impl ClipProcessor {
             image_std: triple("image_std", [0.268_629_54, 0.261_302_58, 0.275_777_11])?,
             patch_size,
         };
-        if c.shortest_edge == 0 || c.crop.0 == 0 || c.crop.1 == 0 || !c.do_center_crop || !c.do_resize {
-            return Err(EngineError::model_load("preprocessor_config.json: the CLIP processor needs resizing and a non-empty center crop"));
+        match c.fixed_size {
+            Some((h, w)) => {
+                if h == 0 || w == 0 || !c.do_resize || (c.do_center_crop && c.crop != (h, w)) {
+                    return Err(EngineError::model_load("preprocessor_config.json: a {height, width} size needs resizing to a non-empty size (and no other crop)"));
+                }
+            }
+            None if c.shortest_edge == 0 || c.crop.0 == 0 || c.crop.1 == 0 || !c.do_center_crop || !c.do_resize => {
+                return Err(EngineError::model_load("preprocessor_config.json: the CLIP processor needs resizing and a non-empty center crop"));
+            }
+            None => {}
         }
         Ok(c)
     }
 
-    /// (height, width) after the shortest-edge resize.
+    /// (height, width) after the resize (shortest edge, or SigLIP's fixed size).
     pub fn resized_size(&self, height: usize, width: usize) -> (usize, usize) {
+        if let Some(size) = self.fixed_size {
+            return size;
+        }
         let (short, long) = if width <= height { (width, height) } else { (height, width) };
         let new_long = (self.shortest_edge as f64 * long as f64 / short as f64) as usize;
         if width <= height {
@@ -173,5 +197,26 @@ mod tests {
         let wide = RgbImage::from_fn(8, 4, |x, _| image::Rgb([x as u8, 0, 0]));
         let out = ClipProcessor { do_normalize: false, do_rescale: false, ..proc(4, 4) }.preprocess(&wide).unwrap();
         assert_eq!(out.data[..4].to_vec(), vec![2.0, 3.0, 4.0, 5.0]);
+    }
+
+    /// SigLIP's processor: `size` as {height, width}, no crop — the whole image, squeezed.
+    #[test]
+    fn a_fixed_size_resizes_the_whole_image_without_a_crop() {
+        let v = json!({"image_processor_type": "SiglipImageProcessor", "size": {"height": 4, "width": 4},
+                       "do_center_crop": false, "do_rescale": false, "do_normalize": false, "resample": 3});
+        let p = ClipProcessor::from_value(&v, 2).unwrap();
+        assert_eq!((p.fixed_size, p.crop), (Some((4, 4)), (4, 4)));
+        assert_eq!(p.resized_size(70, 100), (4, 4));
+        // an 8-wide image keeps its left and right edges (squeezed, not cropped)
+        let wide = RgbImage::from_fn(8, 4, |x, _| image::Rgb([if x < 4 { 0 } else { 200 }, 0, 0]));
+        let out = p.preprocess(&wide).unwrap();
+        assert_eq!((out.rows, out.cols, out.grid_thw), (3, 16, [1, 2, 2]));
+        assert!(out.data[0] < 20.0 && out.data[3] > 180.0, "{:?}", &out.data[..4]);
+        let mut bilinear = v.clone();
+        bilinear["resample"] = json!(2);
+        assert!(ClipProcessor::from_value(&bilinear, 2).unwrap_err().message.contains("resample 2"));
+        let mut no_resize = v;
+        no_resize["do_resize"] = json!(false);
+        assert!(ClipProcessor::from_value(&no_resize, 2).is_err());
     }
 }

@@ -1,8 +1,9 @@
-//! The CLIP vision tower as LLaVA uses it: a patch embedding (a stride = kernel Conv2d without
-//! bias, so a matrix product over each flattened C×P×P patch), a learned class token in front,
-//! learned position embeddings, a LayerNorm before the encoder, pre-norm encoder layers (full
-//! attention with biased projections, quick-GELU MLP), and the hidden state after the
-//! configured number of layers (LLaVA reads an inner layer, so later layers never run).
+//! The CLIP (or SigLIP) vision tower as LLaVA uses it: a patch embedding (a stride = kernel
+//! Conv2d; SigLIP's has a bias), CLIP's learned class token in front, learned position
+//! embeddings, CLIP's LayerNorm before the encoder, pre-norm encoder layers (full attention with
+//! biased projections, quick-GELU MLP — mlx-vlm's LLaVA uses it for SigLIP towers too), and the
+//! hidden state after the configured number of layers (LLaVA reads an inner layer, so later
+//! layers never run).
 
 use mlx_rs::fast;
 use mlx_rs::ops::indexing::TryIndexOp;
@@ -41,11 +42,15 @@ struct Layer {
 
 pub struct ClipTower {
     cfg: ClipConfig,
-    /// [hidden, C·P·P] in (channel, y, x) order.
+    /// MLX's conv2d weight [hidden, P, P, C].
     patch_weight: Array,
-    class_embedding: Array,
+    /// SigLIP only.
+    patch_bias: Option<Array>,
+    /// CLIP only.
+    class_embedding: Option<Array>,
     position_embedding: Array,
-    pre_norm: Norm,
+    /// CLIP only.
+    pre_norm: Option<Norm>,
     layers: Vec<Layer>,
 }
 
@@ -70,11 +75,11 @@ impl ClipTower {
         };
         let side = cfg.image_size / cfg.patch_size;
         let position_embedding = w.require(&format!("{p}.embeddings.position_embedding.weight"))?;
-        if position_embedding.shape() != [side * side + 1, e] {
+        let positions = side * side + i32::from(!cfg.siglip);
+        if position_embedding.shape() != [positions, e] {
             return Err(EngineError::model_load(format!(
-                "position_embedding has shape {:?}, expected [{}, {e}]",
-                position_embedding.shape(),
-                side * side + 1
+                "position_embedding has shape {:?}, expected [{positions}, {e}]",
+                position_embedding.shape()
             )));
         }
         let mut layers = Vec::with_capacity(run_layers);
@@ -91,24 +96,24 @@ impl ClipTower {
                 fc2: lin(format!("{b}.mlp.fc2"))?,
             });
         }
+        let clip_only = |name: &str| if cfg.siglip { Ok(None) } else { w.require(&format!("{p}.{name}")).map(Some) };
         Ok(ClipTower {
             patch_weight,
-            class_embedding: w.require(&format!("{p}.embeddings.class_embedding"))?,
+            patch_bias: if cfg.siglip { Some(w.require(&format!("{p}.embeddings.patch_embedding.bias"))?) } else { None },
+            class_embedding: clip_only("embeddings.class_embedding")?,
             position_embedding,
-            pre_norm: Norm::load(w, &format!("{p}.pre_layrnorm"))?,
+            pre_norm: if cfg.siglip { None } else { Some(Norm::load(w, &format!("{p}.pre_layrnorm"))?) },
             layers,
             cfg,
         })
     }
 
     pub fn arrays(&self) -> Vec<Array> {
-        let mut out = vec![
-            self.patch_weight.clone(),
-            self.class_embedding.clone(),
-            self.position_embedding.clone(),
-            self.pre_norm.weight.clone(),
-            self.pre_norm.bias.clone(),
-        ];
+        let mut out = vec![self.patch_weight.clone(), self.position_embedding.clone()];
+        out.extend(self.patch_bias.iter().chain(&self.class_embedding).cloned());
+        if let Some(n) = &self.pre_norm {
+            out.extend([n.weight.clone(), n.bias.clone()]);
+        }
         for l in &self.layers {
             out.extend([l.norm1.weight.clone(), l.norm1.bias.clone(), l.norm2.weight.clone(), l.norm2.bias.clone()]);
             for lin in [&l.q, &l.k, &l.v, &l.out, &l.fc1, &l.fc2] {
@@ -122,7 +127,8 @@ impl ClipTower {
         fast::layer_norm(x, &n.weight, &n.bias, eps)
     }
 
-    /// Pixels [3, S, S] (S = image_size) → hidden states [1 + patches, hidden] (class token first).
+    /// Pixels [3, S, S] (S = image_size) → hidden states [tokens, hidden] (CLIP: the class token,
+    /// then the patches; SigLIP: the patches).
     pub fn forward(&self, pixels: &Array) -> MlxResult<Array> {
         let (c, p, s) = (self.cfg.num_channels, self.cfg.patch_size, self.cfg.image_size);
         // A stride-P convolution over the channels-last image, as mlx-vlm computes it (a matmul
@@ -130,11 +136,19 @@ impl ClipTower {
         // grid. The pixels stay f32 as in mlx-vlm's LLaVA, so the tower runs in f32 whatever the
         // weights' dtype; the projected features take the text embeddings' dtype (llava/mod.rs).
         let image = pixels.reshape(&[1, c, s, s])?.transpose_axes(&[0, 2, 3, 1])?;
-        let x = ops::conv2d(&image, &self.patch_weight, (p, p), None, None, None)?.reshape(&[(s / p) * (s / p), -1])?;
-        let x = ops::concatenate(&[self.class_embedding.reshape(&[1, -1])?, x], 0)?;
-        let x = ops::add(&x, &self.position_embedding)?;
-        // nn.LayerNorm's default eps before the encoder; the configured one inside it
-        let mut x = self.layer_norm(&self.pre_norm, &x, 1e-5)?;
+        let mut x = ops::conv2d(&image, &self.patch_weight, (p, p), None, None, None)?;
+        if let Some(b) = &self.patch_bias {
+            x = ops::add(&x, b)?;
+        }
+        let mut x = x.reshape(&[(s / p) * (s / p), -1])?;
+        if let Some(cls) = &self.class_embedding {
+            x = ops::concatenate(&[cls.reshape(&[1, -1])?, x], 0)?;
+        }
+        x = ops::add(&x, &self.position_embedding)?;
+        if let Some(n) = &self.pre_norm {
+            // nn.LayerNorm's default eps before the encoder; the configured one inside it
+            x = self.layer_norm(n, &x, 1e-5)?;
+        }
         let eps = self.cfg.layer_norm_eps;
         for l in &self.layers {
             let h = self.layer_norm(&l.norm1, &x, eps)?;
@@ -155,7 +169,7 @@ impl ClipTower {
         l.out.forward(&out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[n, heads * hd])?)
     }
 
-    /// Drops the class token's row.
+    /// Drops the first row (CLIP's class token; the `default` strategy).
     pub fn patch_rows(x: &Array) -> MlxResult<Array> {
         x.try_index(1..)
     }

@@ -1,16 +1,20 @@
-//! LLaVA `config.json` (model_type `llava`): a CLIP vision tower (`vision_config`), the
-//! language model's settings (`text_config`, a llama) and how image features are taken:
-//! `vision_feature_layer` (which hidden state of the tower; negative counts from the end, the
-//! embedding output being state 0) and `vision_feature_select_strategy` (`default` drops the
-//! class token, `full` keeps it).
+//! LLaVA `config.json` (model_type `llava`): a CLIP or SigLIP vision tower (`vision_config`),
+//! the language model's settings (`text_config`: llama, mistral or qwen2) and how image features
+//! are taken: `vision_feature_layer` (which hidden state of the tower; negative counts from the
+//! end, the embedding output being state 0) and `vision_feature_select_strategy` (`default`
+//! drops the first token — CLIP's class token; mlx-vlm drops a SigLIP tower's first patch the
+//! same way — `full` keeps every token).
 
 use serde_json::Value;
 
 use crate::error::{EngineError, EngineResult};
-use crate::models::config::{ModelConfig, RopeScaling};
+use crate::models::config::ModelConfig;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClipConfig {
+    /// `siglip_vision_model`: no class token, no LayerNorm before the encoder, a biased patch
+    /// embedding, one position per patch. Otherwise CLIP (`clip_vision_model`).
+    pub siglip: bool,
     pub num_hidden_layers: usize,
     pub hidden_size: i32,
     pub intermediate_size: i32,
@@ -27,7 +31,7 @@ pub struct LlavaConfig {
     pub image_token_id: u32,
     /// Number of tower layers to run: the selected hidden state is the output of this many.
     pub feature_layers: usize,
-    /// Keep the class token's feature (`full`) or drop it (`default`).
+    /// Keep every token of the selected state (`full`) or drop the first (`default`).
     pub keep_class_token: bool,
     pub text: ModelConfig,
 }
@@ -55,17 +59,15 @@ impl LlavaConfig {
         if !["llama", "mistral", "qwen2"].contains(&text.model_type.as_str()) {
             return Err(err(format!("llava: unsupported language model '{}' (llama, mistral, qwen2)", text.model_type)));
         }
-        // The vision path runs the LM with explicit rotate-half rope tables.
-        if text.rope_traditional || text.rope_scaling != RopeScaling::None {
-            return Err(err("llava: the language model's rope must be the default (no scaling, not traditional)"));
-        }
         let v = raw.get("vision_config").ok_or_else(|| err("config.json has no vision_config"))?;
         let vt = v.get("model_type").and_then(Value::as_str).unwrap_or("clip_vision_model");
-        if vt != "clip_vision_model" {
-            return Err(err(format!("llava: unsupported vision tower '{vt}' (clip_vision_model)")));
+        if vt != "clip_vision_model" && vt != "siglip_vision_model" {
+            return Err(err(format!("llava: unsupported vision tower '{vt}' (clip_vision_model, siglip_vision_model)")));
         }
+        let siglip = vt == "siglip_vision_model";
         let int = |k: &str, d: i64| v.get(k).and_then(Value::as_i64).unwrap_or(d);
         let vision = ClipConfig {
+            siglip,
             num_hidden_layers: int("num_hidden_layers", 24) as usize,
             hidden_size: int("hidden_size", 1024) as i32,
             intermediate_size: int("intermediate_size", 4096) as i32,
@@ -73,7 +75,7 @@ impl LlavaConfig {
             image_size: int("image_size", 336) as i32,
             patch_size: int("patch_size", 14) as i32,
             num_channels: int("num_channels", 3) as i32,
-            layer_norm_eps: v.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-5) as f32,
+            layer_norm_eps: v.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(if siglip { 1e-6 } else { 1e-5 }) as f32,
         };
         if vision.num_hidden_layers == 0
             || vision.num_attention_heads <= 0
@@ -99,10 +101,11 @@ impl LlavaConfig {
         Ok(LlavaConfig { vision, image_token_id, feature_layers: idx as usize, keep_class_token, text })
     }
 
-    /// Image features per image: one per patch (+ the class token with `full`).
+    /// Image features per image: the tower's tokens (patches, + CLIP's class token) less the
+    /// first with `default`.
     pub fn tokens_per_image(&self) -> usize {
         let side = (self.vision.image_size / self.vision.patch_size) as usize;
-        side * side + usize::from(self.keep_class_token)
+        side * side + usize::from(!self.vision.siglip) - usize::from(!self.keep_class_token)
     }
 }
 
@@ -140,6 +143,14 @@ mod tests {
         assert!(LlavaConfig::from_value(&r).unwrap_err().message.contains("one integer"));
         let mut r = raw();
         r["vision_config"]["model_type"] = json!("siglip_vision_model");
-        assert!(LlavaConfig::from_value(&r).is_err());
+        r["vision_feature_select_strategy"] = json!("full");
+        let c = LlavaConfig::from_value(&r).unwrap();
+        // no class token: one feature per patch
+        assert!(c.vision.siglip && c.vision.layer_norm_eps == 1e-6);
+        assert_eq!(c.tokens_per_image(), 16);
+        r["vision_feature_select_strategy"] = json!("default");
+        assert_eq!(LlavaConfig::from_value(&r).unwrap().tokens_per_image(), 15);
+        r["vision_config"]["model_type"] = json!("pixtral");
+        assert!(LlavaConfig::from_value(&r).unwrap_err().message.contains("unsupported vision tower"));
     }
 }
