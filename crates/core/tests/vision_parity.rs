@@ -192,6 +192,23 @@ fn llava_siglip_greedy_ids_match_mlx_vlm() {
     greedy_match("llava-siglip");
 }
 
+/// Long attention passes on the CPU run in our own blocked kernel (`services::cpu_attention`,
+/// a vectorized exp instead of MLX's scalar one); forced onto every pass of the tiny fixtures —
+/// the towers' unmasked attention and the language models' causal prefill — the logits stay
+/// within tolerance of mlx-vlm's and the greedy ids identical. (Other tests of this binary may
+/// take the kernel too while this one runs; they pass either way.)
+#[test]
+fn cpu_attention_kernel_keeps_parity() {
+    use mlx_serving_core::services::cpu_attention;
+    cpu_attention::set_min_scores(1);
+    for model in ["qwen2-vl", "qwen2_5-vl", "llava", "llava-siglip"] {
+        let before = cpu_attention::passes();
+        greedy_match(model);
+        assert!(cpu_attention::passes() > before, "{model}: no pass took the CPU attention kernel");
+    }
+    cpu_attention::set_min_scores(cpu_attention::MIN_SCORES);
+}
+
 /// The bf16 copies, run in bf16 on both sides: the towers, projector and M-RoPE keep the
 /// activations' dtype (mlx-vlm's scalars and rotary outputs do), so no f32 reaches the prefill.
 #[test]

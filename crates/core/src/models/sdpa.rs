@@ -6,12 +6,15 @@
 //! more key length every round, so every round paid a graph build (our GPU speculative decode
 //! ran at 0.47× plain). For short query blocks on CUDA we therefore compute attention with plain
 //! matmuls (no per-shape build); long blocks (prompt prefill), other backends and single-token
-//! decode keep MLX's fused kernel.
+//! decode keep MLX's fused kernel — except long passes on the CPU backend, which run in
+//! `services::cpu_attention` (MLX's CPU softmax is bound by a scalar exp).
 
 use std::sync::OnceLock;
 
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::{ops, Array};
+
+use crate::services::cpu_attention;
 
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
@@ -29,8 +32,20 @@ pub(crate) fn causal(q: &Array, k: &Array, v: &Array, scale: f32) -> MlxResult<A
     let l = q.shape()[2];
     if on_cuda() && l > 1 && l <= SMALL_QUERY_BLOCK {
         explicit_causal(q, k, v, scale)
+    } else if cpu_attention::applies(q, k) {
+        cpu_attention::attention(q, k, v, scale, true)
     } else {
         fast::scaled_dot_product_attention(q, k, v, scale, ScaledDotProductAttentionMask::Causal, None)
+    }
+}
+
+/// Unmasked attention (vision towers): q [1, H, L, D] over k, v [1, Hkv, N, D] → [1, H, L, D];
+/// long passes on the CPU backend run in `services::cpu_attention`.
+pub(crate) fn full(q: &Array, k: &Array, v: &Array, scale: f32) -> MlxResult<Array> {
+    if cpu_attention::applies(q, k) {
+        cpu_attention::attention(q, k, v, scale, false)
+    } else {
+        fast::scaled_dot_product_attention(q, k, v, scale, None, None)
     }
 }
 

@@ -105,6 +105,18 @@ fn rows_forwarded(m: c_int, n: c_int, k: c_int) -> bool {
     m >= 1 && n >= 1 && k >= 1 && (m <= MAX_ROWS_ANY || (m <= MAX_ROWS_CACHED && n as i64 * k as i64 * 4 <= CACHED_BYTES))
 }
 
+/// Row-major C[m×n] = alpha·A[m×k]·op(B) + beta·C for Rust callers, through this shim (so
+/// the same kernels MLX's products get): op(B) = Bᵀ with B stored n×k when `b_transposed`,
+/// else B stored k×n.
+///
+/// # Safety
+/// The slices behind the pointers hold the matrices their shapes and leading dimensions describe.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm_row_major(b_transposed: bool, m: usize, n: usize, k: usize, alpha: f32, a: *const f32, lda: usize, b: *const f32, ldb: usize, beta: f32, c: *mut f32, ldc: usize) {
+    let tb = if b_transposed { TRANS } else { NO_TRANS };
+    cblas_sgemm(ROW_MAJOR, NO_TRANS, tb, m as c_int, n as c_int, k as c_int, alpha, a, lda as c_int, b, ldb as c_int, beta, c, ldc as c_int);
+}
+
 /// C[m×n] = alpha·op(A)[m×k]·op(B)[k×n] + beta·C, the CBLAS interface.
 ///
 /// # Safety

@@ -3,6 +3,7 @@
 
 pub mod blas;
 pub mod blas_rows;
+pub mod cpu_attention;
 pub mod draft_compat;
 pub mod generation;
 pub mod mlx_env;

@@ -51,6 +51,27 @@ fn pool() -> &'static rayon::ThreadPool {
     })
 }
 
+/// Runs `part(lo, hi)` over 0..n split into one range per pool thread plus one for the calling
+/// thread (which takes the first range itself), or all of it on the caller when `n < 2`.
+pub(crate) fn for_shares(n: usize, part: impl Fn(usize, usize) + Sync) {
+    let shares = (pool().current_num_threads() + 1).min(n.max(1));
+    if shares < 2 {
+        part(0, n);
+        return;
+    }
+    let per = n.div_ceil(shares);
+    let part = &part;
+    pool().in_place_scope(|s| {
+        let mut lo = per;
+        while lo < n {
+            let hi = (lo + per).min(n);
+            s.spawn(move |_| part(lo, hi));
+            lo = hi;
+        }
+        part(0, per.min(n));
+    });
+}
+
 /// The operands of one product, as addresses so that pool threads can share them.
 #[derive(Clone, Copy)]
 struct Operands {

@@ -165,7 +165,7 @@ impl ClipTower {
         let hd = self.cfg.hidden_size / heads;
         let split = |a: Array| a.reshape(&[1, n, heads, hd])?.transpose_axes(&[0, 2, 1, 3]);
         let (q, k, v) = (split(l.q.forward(x)?)?, split(l.k.forward(x)?)?, split(l.v.forward(x)?)?);
-        let out = fast::scaled_dot_product_attention(&q, &k, &v, (hd as f32).powf(-0.5), None, None)?;
+        let out = crate::models::sdpa::full(&q, &k, &v, (hd as f32).powf(-0.5))?;
         l.out.forward(&out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[n, heads * hd])?)
     }
 

@@ -276,14 +276,14 @@ impl VisionTower {
         let v = qkv.try_index((.., 2, .., ..))?.reshape(&[1, n, heads, hd])?.transpose_axes(&[0, 2, 1, 3])?;
         let scale = (hd as f32).powf(-0.5);
         let out = if segments.len() <= 1 {
-            fast::scaled_dot_product_attention(&q, &k, &v, scale, None, None)?
+            crate::models::sdpa::full(&q, &k, &v, scale)?
         } else {
             let mut parts = Vec::with_capacity(segments.len());
             let mut start = 0i32;
             for &len in segments {
                 let r = start..start + len as i32;
                 let (qs, ks, vs) = (q.try_index((.., .., r.clone()))?, k.try_index((.., .., r.clone()))?, v.try_index((.., .., r))?);
-                parts.push(fast::scaled_dot_product_attention(&qs, &ks, &vs, scale, None, None)?);
+                parts.push(crate::models::sdpa::full(&qs, &ks, &vs, scale)?);
                 start += len as i32;
             }
             ops::concatenate(&parts, 2)?
