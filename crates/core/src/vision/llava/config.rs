@@ -150,6 +150,15 @@ mod tests {
         assert_eq!(c.tokens_per_image(), 16);
         r["vision_feature_select_strategy"] = json!("default");
         assert_eq!(LlavaConfig::from_value(&r).unwrap().tokens_per_image(), 15);
+        // Mistral and Qwen2 language models load as the same decoder; others are refused
+        for lm in ["mistral", "qwen2"] {
+            let mut m = raw();
+            m["text_config"]["model_type"] = json!(lm);
+            assert_eq!(LlavaConfig::from_value(&m).unwrap().text.model_type, lm);
+        }
+        let mut g = raw();
+        g["text_config"]["model_type"] = json!("gemma3_text");
+        assert!(LlavaConfig::from_value(&g).unwrap_err().message.contains("unsupported language model"));
         r["vision_config"]["model_type"] = json!("pixtral");
         assert!(LlavaConfig::from_value(&r).unwrap_err().message.contains("unsupported vision tower"));
     }
