@@ -142,13 +142,18 @@ fn greedy_ids_for_case(model: &VisionModel, lm: &mlx_serving_core::models::Causa
 }
 
 fn greedy_match(model_name: &str) {
+    greedy_match_at(model_name, &fixture(model_name));
+}
+
+/// `model_name`'s reference against the model folder `dir` (the fixture, or a re-laid-out copy).
+fn greedy_match_at(model_name: &str, dir: &Path) {
     let r = reference(model_name);
     // bf16 fixtures run as stored (on the CPU `auto` would widen them to f32), as mlx-vlm runs them
     let (compute, dtype) = if model_name.ends_with("-bf16") { (ComputeDtype::AsStored, Dtype::Bfloat16) } else { (ComputeDtype::Auto, Dtype::Float32) };
-    let (model, lm, stats) = VisionModel::load(&fixture(model_name), compute).unwrap();
+    let (model, lm, stats) = VisionModel::load(dir, compute).unwrap();
     assert!(stats.parameter_count > 0);
     assert_eq!(model.model_type(), r.meta["model"].as_str().unwrap().trim_end_matches("-bf16").trim_end_matches("-siglip").replace('-', "_"));
-    let tok = TextTokenizer::from_dir(&fixture(model_name)).unwrap();
+    let tok = TextTokenizer::from_dir(dir).unwrap();
     let cases = r.meta["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 2);
     for case in cases {
@@ -190,6 +195,31 @@ fn llava_siglip_preprocessed_pixels_match_mlx_vlm() {
 #[test]
 fn llava_siglip_greedy_ids_match_mlx_vlm() {
     greedy_match("llava-siglip");
+}
+
+/// Checkpoints in the PyTorch layout (the patch convolution stored [E, C, (T,) P, P], as HF
+/// exports it) load to the same model: each fixture rewritten that way matches the reference.
+#[test]
+fn pytorch_layout_patch_weights_load_the_same() {
+    for (model, key, perm) in [
+        ("qwen2-vl", "vision_tower.patch_embed.proj.weight", vec![0, 4, 1, 2, 3]),
+        ("llava", "vision_tower.vision_model.embeddings.patch_embedding.weight", vec![0, 3, 1, 2]),
+    ] {
+        let dir = std::env::temp_dir().join(format!("mlx-serving-torch-layout-{model}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(fixture(model)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let mut tensors = Array::load_safetensors(fixture(model).join("model.safetensors")).unwrap();
+        let w = tensors.remove(key).unwrap().transpose_axes(&perm).unwrap();
+        tensors.insert(key.to_string(), w.contiguous().unwrap());
+        Array::save_safetensors(tensors.iter().map(|(k, v)| (k.as_str(), v)), None, dir.join("model.safetensors")).unwrap();
+        greedy_match_at(model, &dir);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
 
 /// Long attention passes on the CPU run in our own blocked kernel (`services::cpu_attention`,

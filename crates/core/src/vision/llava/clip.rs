@@ -69,7 +69,7 @@ impl ClipTower {
         let patch_weight = if shape == [e, k, k, c] {
             pw
         } else if shape == [e, c, k, k] {
-            pw.transpose_axes(&[0, 2, 3, 1]).map_err(conv)?
+            pw.transpose_axes(&[0, 2, 3, 1]).and_then(|w| w.contiguous()).map_err(conv)?
         } else {
             return Err(EngineError::model_load(format!("patch_embedding.weight has shape {shape:?}, expected [{e}, {k}, {k}, {c}]")));
         };

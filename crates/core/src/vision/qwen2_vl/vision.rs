@@ -125,7 +125,7 @@ impl VisionTower {
         let patch_weight = if shape == [e, t, p, p, c] {
             pw
         } else if shape == [e, c, t, p, p] {
-            pw.transpose_axes(&[0, 2, 3, 4, 1]).map_err(conv)?
+            pw.transpose_axes(&[0, 2, 3, 4, 1]).and_then(|w| w.contiguous()).map_err(conv)?
         } else {
             return Err(EngineError::model_load(format!("patch_embed.proj.weight has shape {shape:?}, expected [{e}, {t}, {p}, {p}, {c}]")));
         };
