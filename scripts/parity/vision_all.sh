@@ -32,7 +32,8 @@ fi
 # model name, fixture folder, the stamp its fixture was written under
 for entry in qwen2-vl:.cache/fixtures/vision/.stamp qwen2_5-vl:.cache/fixtures/vision/qwen2_5-vl/.stamp \
              llava:.cache/fixtures/vision/llava/.stamp llava-siglip:.cache/fixtures/vision/llava-siglip/.stamp qwen2-vl-bf16:.cache/fixtures/vision/qwen2-vl-bf16/.stamp \
-             qwen2_5-vl-bf16:.cache/fixtures/vision/qwen2_5-vl-bf16/.stamp llava-bf16:.cache/fixtures/vision/llava-bf16/.stamp; do
+             qwen2_5-vl-bf16:.cache/fixtures/vision/qwen2_5-vl-bf16/.stamp llava-bf16:.cache/fixtures/vision/llava-bf16/.stamp \
+             qwen2-vl-4bit:.cache/fixtures/vision/qwen2-vl-4bit/.stamp; do
   NAME=${entry%%:*}; STAMP=${entry#*:}
   OUT=.cache/parity/vision/$NAME
   if [ "$FORCE" = 0 ] && [ -f "$OUT.json" ] && [ -f "$OUT.safetensors" ] && [ "$OUT.json" -nt "$STAMP" ] \

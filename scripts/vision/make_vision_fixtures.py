@@ -13,6 +13,7 @@ Writes under <repo>/.cache/fixtures/vision/:
   llava/      a tiny LLaVA (CLIP tower + projector + llama; fixture_llava.py).
   llava-siglip/ the same with a SigLIP tower and a qwen2 language model.
   *-bf16/     bfloat16 copies of the three models (the GPU's dtype: the towers must stay in it).
+  qwen2-vl-4bit/ the Qwen2-VL model with its language model quantized to 4 bits (mlx-community form).
   resize/     Pillow bicubic resize cases over random size pairs (fixture_resize.py).
   images/     deterministic test pictures: scene.png (100x70 RGB), scene.jpg, scene.webp
               (lossless), big.png (640x480, exercises the max_pixels downscale), tiny.png (20x30,
@@ -207,6 +208,32 @@ def write_bf16(src):
     return write
 
 
+def write_4bit(src):
+    """A writer for `src`'s 4-bit copy in the mlx-community layout: the language model's linear
+    layers and embedding quantized by MLX (affine, group 64, 4 bits: weight/scales/biases, and
+    `quantization` in config.json); the vision tower and projector stay float, as mlx-vlm's
+    converter leaves them."""
+    def write(out, _tokdir):
+        import mlx.core as mx
+        out.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.is_file() and f.name not in ("model.safetensors", ".stamp"):
+                shutil.copy(f, out / f.name)
+        cfg = json.loads((src / "config.json").read_text())
+        cfg["quantization"] = {"group_size": 64, "bits": 4}
+        (out / "config.json").write_text(json.dumps(cfg, indent=2))
+        w = {}
+        for k, v in mx.load(str(src / "model.safetensors")).items():
+            lm_matrix = k.startswith("language_model.") and k.endswith(".weight") and v.ndim == 2
+            if lm_matrix and v.shape[-1] % 64 == 0:
+                base = k[: -len(".weight")]
+                w[k], w[base + ".scales"], w[base + ".biases"] = mx.quantize(v, group_size=64, bits=4)
+            else:
+                w[k] = v
+        mx.save_safetensors(str(out / "model.safetensors"), w, metadata={"format": "mlx"})
+    return write
+
+
 # Later parts: (folder, stamp version, file that marks it complete, writer(folder, tokdir)).
 # The bf16 copies follow their float32 sources (their versions name the source's).
 PARTS = [
@@ -218,6 +245,7 @@ PARTS = [
     ("qwen2-vl-bf16", f"bf16-v1-{VERSION}", "model.safetensors", write_bf16(OUT / "qwen2-vl")),
     ("qwen2_5-vl-bf16", "bf16-v1-qwen2_5-vl-v1", "model.safetensors", write_bf16(OUT / "qwen2_5-vl")),
     ("llava-bf16", "bf16-v1-llava-v1", "model.safetensors", write_bf16(OUT / "llava")),
+    ("qwen2-vl-4bit", f"4bit-v1-{VERSION}", "model.safetensors", write_4bit(OUT / "qwen2-vl")),
 ]
 
 

@@ -152,7 +152,7 @@ fn greedy_match_at(model_name: &str, dir: &Path) {
     let (compute, dtype) = if model_name.ends_with("-bf16") { (ComputeDtype::AsStored, Dtype::Bfloat16) } else { (ComputeDtype::Auto, Dtype::Float32) };
     let (model, lm, stats) = VisionModel::load(dir, compute).unwrap();
     assert!(stats.parameter_count > 0);
-    assert_eq!(model.model_type(), r.meta["model"].as_str().unwrap().trim_end_matches("-bf16").trim_end_matches("-siglip").replace('-', "_"));
+    assert_eq!(model.model_type(), r.meta["model"].as_str().unwrap().trim_end_matches("-bf16").trim_end_matches("-4bit").trim_end_matches("-siglip").replace('-', "_"));
     let tok = TextTokenizer::from_dir(dir).unwrap();
     let cases = r.meta["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 2);
@@ -195,6 +195,15 @@ fn llava_siglip_preprocessed_pixels_match_mlx_vlm() {
 #[test]
 fn llava_siglip_greedy_ids_match_mlx_vlm() {
     greedy_match("llava-siglip");
+}
+
+/// A 4-bit checkpoint in the mlx-community form (the language model's linears and embedding
+/// quantized, group 64; the tower float): mlx-vlm runs the quantized kernels, we run the same
+/// weights dequantized at load (the CPU's `auto` compute form) — logits within tolerance, 32
+/// greedy ids identical.
+#[test]
+fn qwen2_vl_4bit_greedy_ids_match_mlx_vlm() {
+    greedy_match("qwen2-vl-4bit");
 }
 
 /// Checkpoints in the PyTorch layout (the patch convolution stored [E, C, (T,) P, P], as HF
