@@ -190,9 +190,9 @@ def write_qwen2_5_vl(out, tokdir):
                              lambda d: write_tokenizer(d, tokdir))
 
 
-def write_bf16(src):
-    """A writer for `src`'s bfloat16 copy: every float tensor cast to bf16 (through MLX, which
-    rounds to nearest even like the checkpoints' converters), everything else copied."""
+def write_variant(src, config_update, convert):
+    """A writer for a copy of the model folder `src`: every file but the weights copied,
+    config.json updated with `config_update`, the weights mapped by `convert(mx, weights)`."""
     def write(out, _tokdir):
         import mlx.core as mx
         out.mkdir(parents=True, exist_ok=True)
@@ -200,38 +200,37 @@ def write_bf16(src):
             if f.is_file() and f.name not in ("model.safetensors", ".stamp"):
                 shutil.copy(f, out / f.name)
         cfg = json.loads((src / "config.json").read_text())
-        cfg["torch_dtype"] = "bfloat16"
+        cfg.update(config_update)
         (out / "config.json").write_text(json.dumps(cfg, indent=2))
-        w = mx.load(str(src / "model.safetensors"))
-        w = {k: v.astype(mx.bfloat16) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in w.items()}
+        w = convert(mx, mx.load(str(src / "model.safetensors")))
         mx.save_safetensors(str(out / "model.safetensors"), w, metadata={"format": "mlx"})
     return write
 
 
+def write_bf16(src):
+    """`src`'s bfloat16 copy: every float tensor cast to bf16 (through MLX, which rounds to
+    nearest even like the checkpoints' converters), everything else as is."""
+    def convert(mx, w):
+        return {k: v.astype(mx.bfloat16) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in w.items()}
+    return write_variant(src, {"torch_dtype": "bfloat16"}, convert)
+
+
 def write_4bit(src):
-    """A writer for `src`'s 4-bit copy in the mlx-community layout: the language model's linear
-    layers and embedding quantized by MLX (affine, group 64, 4 bits: weight/scales/biases, and
+    """`src`'s 4-bit copy in the mlx-community layout: the language model's linear layers and
+    embedding quantized by MLX (affine, group 64, 4 bits: weight/scales/biases, and
     `quantization` in config.json); the vision tower and projector stay float, as mlx-vlm's
     converter leaves them."""
-    def write(out, _tokdir):
-        import mlx.core as mx
-        out.mkdir(parents=True, exist_ok=True)
-        for f in src.iterdir():
-            if f.is_file() and f.name not in ("model.safetensors", ".stamp"):
-                shutil.copy(f, out / f.name)
-        cfg = json.loads((src / "config.json").read_text())
-        cfg["quantization"] = {"group_size": 64, "bits": 4}
-        (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    def convert(mx, weights):
         w = {}
-        for k, v in mx.load(str(src / "model.safetensors")).items():
+        for k, v in weights.items():
             lm_matrix = k.startswith("language_model.") and k.endswith(".weight") and v.ndim == 2
             if lm_matrix and v.shape[-1] % 64 == 0:
                 base = k[: -len(".weight")]
                 w[k], w[base + ".scales"], w[base + ".biases"] = mx.quantize(v, group_size=64, bits=4)
             else:
                 w[k] = v
-        mx.save_safetensors(str(out / "model.safetensors"), w, metadata={"format": "mlx"})
-    return write
+        return w
+    return write_variant(src, {"quantization": {"group_size": 64, "bits": 4}}, convert)
 
 
 # Later parts: (folder, stamp version, file that marks it complete, writer(folder, tokdir)).
