@@ -96,7 +96,7 @@ pub(crate) fn attention(q: &Array, k: &Array, v: &Array, scale: f32, causal: boo
             unsafe { blas_rows::sgemm_row_major(true, rows, width, d, scale, qb.as_ptr(), d, kh.as_ptr(), d, 0.0, s.as_mut_ptr(), width) };
             let visible = |i: usize| if causal { n - l + r0 + i + 1 } else { n };
             let base = s.as_mut_ptr() as usize;
-            small_gemm::for_shares(rows, |lo, hi| {
+            small_gemm::for_shares(rows, 1, |lo, hi| {
                 for i in lo..hi {
                     // SAFETY: each share owns rows lo..hi of the block's scores.
                     let row = unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(i * width), width) };

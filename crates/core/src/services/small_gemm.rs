@@ -52,14 +52,15 @@ fn pool() -> &'static rayon::ThreadPool {
 }
 
 /// Runs `part(lo, hi)` over 0..n split into one range per pool thread plus one for the calling
-/// thread (which takes the first range itself), or all of it on the caller when `n < 2`.
-pub(crate) fn for_shares(n: usize, part: impl Fn(usize, usize) + Sync) {
+/// thread (which takes the first range itself instead of sleeping while helpers work), each a
+/// multiple of `multiple` long but the last; all of it on the caller when `n < 2`.
+pub(crate) fn for_shares(n: usize, multiple: usize, part: impl Fn(usize, usize) + Sync) {
     let shares = (pool().current_num_threads() + 1).min(n.max(1));
     if shares < 2 {
         part(0, n);
         return;
     }
-    let per = n.div_ceil(shares);
+    let per = n.div_ceil(shares).next_multiple_of(multiple);
     let part = &part;
     pool().in_place_scope(|s| {
         let mut lo = per;
@@ -119,17 +120,7 @@ unsafe fn split_columns(ops: Operands, n: usize, part: unsafe fn(Operands, usize
         part(ops, 0, n);
         return;
     }
-    // The calling thread takes the first share itself instead of sleeping while helpers work.
-    let per = n.div_ceil(shares).next_multiple_of(8);
-    pool().in_place_scope(|s| {
-        let mut j0 = per;
-        while j0 < n {
-            let j1 = (j0 + per).min(n);
-            s.spawn(move |_| unsafe { part(ops, j0, j1) });
-            j0 = j1;
-        }
-        unsafe { part(ops, 0, per.min(n)) };
-    });
+    for_shares(n, 8, |j0, j1| unsafe { part(ops, j0, j1) });
 }
 
 /// Output columns j0..j1 of A·B: each row of C accumulates the rows of B scaled by its entries
