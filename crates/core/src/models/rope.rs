@@ -10,28 +10,21 @@ use super::config::RopeScaling;
 
 /// Explicit rotary tables for one sequence (cos and sin, [1, 1, L, head_dim]), applied as
 /// `x·cos + rotate_half(x)·sin` instead of the configured rope: the hook multimodal position
-/// schemes (Qwen2-VL's M-RoPE, where image tokens carry 3-D positions) use.
+/// schemes (Qwen2-VL's M-RoPE, where image tokens carry 3-D positions) use. The tables are in the
+/// activations' dtype (their builder casts them), so the rotation stays in it.
 pub struct RotaryTables {
     pub cos: Array,
     pub sin: Array,
 }
 
 impl RotaryTables {
-    /// The tables in the activations' dtype (mlx-vlm computes them in f32 and casts them to it
-    /// before rotating): cast once per pass, not once per layer.
-    pub fn in_dtype(self, dtype: mlx_rs::Dtype) -> Result<Self, mlx_rs::error::Exception> {
-        Ok(RotaryTables { cos: self.cos.as_dtype(dtype)?, sin: self.sin.as_dtype(dtype)? })
-    }
-
     pub(crate) fn apply(&self, x: &Array) -> Result<Array, mlx_rs::error::Exception> {
         use mlx_rs::ops::indexing::TryIndexOp;
         let half = x.shape()[3] / 2;
         let x1 = x.try_index((.., .., .., ..half))?;
         let x2 = x.try_index((.., .., .., half..))?;
         let rotated = ops::concatenate(&[ops::negative(&x2)?, x1], 3)?;
-        // in the activations' dtype, tables included (see `in_dtype`; a no-op cast when done)
-        let (cos, sin) = (self.cos.as_dtype(x.dtype())?, self.sin.as_dtype(x.dtype())?);
-        ops::add(&ops::multiply(x, &cos)?, &ops::multiply(&rotated, &sin)?)
+        ops::add(&ops::multiply(x, &self.cos)?, &ops::multiply(&rotated, &self.sin)?)
     }
 }
 

@@ -145,7 +145,7 @@ impl Qwen2Vl {
                 let all = mlx_rs::ops::concatenate(&parts, 0)?;
                 all.take_axis(&Array::from_slice(&idx, &[idx.len() as i32]), 0)?.reshape(&[1, tokens.len() as i32, -1])?
             };
-            let rot = mrope::tables(&positions.pos, &self.inv_freq, c.mrope_section)?.in_dtype(h.dtype())?;
+            let rot = mrope::tables(&positions.pos, &self.inv_freq, c.mrope_section, h.dtype())?;
             llama.forward_embeddings(h, cache, Some(&rot))
         };
         let logits = run().map_err(|e| EngineError::generation(format!("vision prefill failed: {}", e.what())))?;
@@ -158,7 +158,7 @@ impl Qwen2Vl {
             let llama = self.llama(lm)?;
             let start = cache[0].offset() as i64 + delta;
             let h = llama.embed_ids(token)?;
-            let rot = mrope::text_tables(start, 1, &self.inv_freq, self.config.mrope_section)?.in_dtype(h.dtype())?;
+            let rot = mrope::text_tables(start, 1, &self.inv_freq, self.config.mrope_section, h.dtype())?;
             llama.forward_embeddings(h, cache, Some(&rot))
         };
         run().map_err(|e| EngineError::generation(format!("vision decode failed: {}", e.what())))

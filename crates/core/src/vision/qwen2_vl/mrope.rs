@@ -6,7 +6,7 @@
 //! sections, each driven by one component. After the prompt, generated tokens sit at
 //! `cache offset + delta`, where `delta` = (largest prompt position + 1) − prompt length.
 
-use mlx_rs::{ops, Array};
+use mlx_rs::{ops, Array, Dtype};
 
 use crate::models::llama::RotaryTables;
 
@@ -72,7 +72,9 @@ pub fn inv_freq(head_dim: i32, base: f32) -> MlxResult<Array> {
 
 /// cos/sin tables [1, 1, L, head_dim] for positions `pos` ([3][L]): frequency i uses the
 /// component its section names (chunked layout), and the halves repeat (rotate-half rope).
-pub fn tables(pos: &[Vec<i64>; 3], inv_freq: &Array, section: [usize; 3]) -> MlxResult<RotaryTables> {
+/// Computed in f32 and cast to `dtype`, the activations' (mlx-vlm casts its cos/sin the same way
+/// before rotating; f32 tables would promote bf16 queries and keys).
+pub fn tables(pos: &[Vec<i64>; 3], inv_freq: &Array, section: [usize; 3], dtype: Dtype) -> MlxResult<RotaryTables> {
     let half = section.iter().sum::<usize>();
     let len = pos[0].len();
     let axis_of = |f: usize| if f < section[0] { 0 } else if f < section[0] + section[1] { 1 } else { 2 };
@@ -84,13 +86,13 @@ pub fn tables(pos: &[Vec<i64>; 3], inv_freq: &Array, section: [usize; 3]) -> Mlx
     }
     let freqs = ops::multiply(&Array::from_slice(&sel, &[len as i32, half as i32]), inv_freq)?;
     let emb = ops::concatenate(&[freqs.clone(), freqs], 1)?.reshape(&[1, 1, len as i32, 2 * half as i32])?;
-    Ok(RotaryTables { cos: ops::cos(&emb)?, sin: ops::sin(&emb)? })
+    Ok(RotaryTables { cos: ops::cos(&emb)?.as_dtype(dtype)?, sin: ops::sin(&emb)?.as_dtype(dtype)? })
 }
 
 /// Tables for `len` text-only positions starting at `start` (all three components equal).
-pub fn text_tables(start: i64, len: usize, inv_freq: &Array, section: [usize; 3]) -> MlxResult<RotaryTables> {
+pub fn text_tables(start: i64, len: usize, inv_freq: &Array, section: [usize; 3], dtype: Dtype) -> MlxResult<RotaryTables> {
     let p: Vec<i64> = (start..start + len as i64).collect();
-    tables(&[p.clone(), p.clone(), p], inv_freq, section)
+    tables(&[p.clone(), p.clone(), p], inv_freq, section, dtype)
 }
 
 #[cfg(test)]
@@ -127,7 +129,8 @@ mod tests {
     #[test]
     fn tables_match_plain_rope_for_text() {
         let inv = inv_freq(16, 10000.0).unwrap();
-        let t = text_tables(5, 3, &inv, [4, 2, 2]).unwrap();
+        let t = text_tables(5, 3, &inv, [4, 2, 2], Dtype::Float32).unwrap();
+        assert_eq!(text_tables(5, 3, &inv, [4, 2, 2], Dtype::Bfloat16).unwrap().sin.dtype(), Dtype::Bfloat16);
         assert_eq!(t.cos.shape(), &[1, 1, 3, 16]);
         let c: Vec<f32> = t.cos.as_slice::<f32>().to_vec();
         // position 5, frequency 0 (= 1.0) and its repeat in the second half
