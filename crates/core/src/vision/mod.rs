@@ -16,6 +16,7 @@ pub mod prompt;
 pub mod qwen2_vl;
 pub mod request;
 pub mod resize;
+mod splice;
 
 pub use image_input::{ImageLimits, ImageSource};
 pub use model::{ImageProcessor, VisionModel};

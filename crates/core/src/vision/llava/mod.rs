@@ -10,11 +10,12 @@ pub mod config;
 use std::collections::HashMap;
 use std::path::Path;
 
-use mlx_rs::{ops, Array};
+use mlx_rs::Array;
 
 use super::clip_preprocess::ClipProcessor;
 use super::preprocess::PixelPatches;
 use super::activation::gelu;
+use super::splice::splice_features;
 use crate::error::{EngineError, EngineResult};
 use crate::generation::kv_cache::KvCache;
 use crate::models::linear::Linear;
@@ -137,20 +138,8 @@ impl Llava {
         }
         let mut run = || -> MlxResult<Array> {
             let llama = self.llama(lm)?;
-            let text = llama.embed(tokens)?;
-            let h = if images.is_empty() {
-                text
-            } else {
-                let mut parts = vec![text.reshape(&[tokens.len() as i32, -1])?];
-                for img in images {
-                    parts.push(self.image_features(img)?.as_dtype(text.dtype())?);
-                }
-                // row l: token l's embedding, or the next image feature
-                let mut next = tokens.len() as i32;
-                let idx: Vec<i32> = tokens.iter().enumerate().map(|(l, &t)| if t == id { next += 1; next - 1 } else { l as i32 }).collect();
-                let all = ops::concatenate(&parts, 0)?;
-                all.take_axis(&Array::from_slice(&idx, &[idx.len() as i32]), 0)?.reshape(&[1, tokens.len() as i32, -1])?
-            };
+            let features = images.iter().map(|img| self.image_features(img)).collect::<MlxResult<Vec<_>>>()?;
+            let h = splice_features(llama.embed(tokens)?, tokens, id, features)?;
             // plain positions: the language model's own rope at the cache offset (as mlx-vlm's)
             llama.forward_embeddings(h, cache, None)
         };

@@ -17,6 +17,7 @@ use crate::generation::kv_cache::KvCache;
 use crate::models::weights::WeightMap;
 use crate::models::{self, CausalModel, ComputeDtype, LlamaModel, ModelStats, WeightPlan};
 use crate::vision::preprocess::{PixelPatches, ProcessorConfig};
+use crate::vision::splice::splice_features;
 pub use config::Qwen2VlConfig;
 use vision::VisionTower;
 
@@ -127,24 +128,8 @@ impl Qwen2Vl {
         let positions = mrope::prompt_positions(tokens, &grids, c.image_token_id, c.vision_start_token_id, merge);
         let mut run = || -> MlxResult<Array> {
             let llama = self.llama(lm)?;
-            let text = llama.embed(tokens)?;
-            let h = if images.is_empty() {
-                text
-            } else {
-                let mut parts = vec![text.reshape(&[tokens.len() as i32, -1])?];
-                for img in images {
-                    parts.push(self.image_features(img)?.as_dtype(text.dtype())?);
-                }
-                // row l of the result: token l's embedding, or the next image feature
-                let mut next_feat = tokens.len() as i32;
-                let idx: Vec<i32> = tokens
-                    .iter()
-                    .enumerate()
-                    .map(|(l, &t)| if t == c.image_token_id { next_feat += 1; next_feat - 1 } else { l as i32 })
-                    .collect();
-                let all = mlx_rs::ops::concatenate(&parts, 0)?;
-                all.take_axis(&Array::from_slice(&idx, &[idx.len() as i32]), 0)?.reshape(&[1, tokens.len() as i32, -1])?
-            };
+            let features = images.iter().map(|img| self.image_features(img)).collect::<MlxResult<Vec<_>>>()?;
+            let h = splice_features(llama.embed(tokens)?, tokens, c.image_token_id, features)?;
             let rot = mrope::tables(&positions.pos, &self.inv_freq, c.mrope_section, h.dtype())?;
             llama.forward_embeddings(h, cache, Some(&rot))
         };
