@@ -96,13 +96,13 @@ impl ClipTower {
                 fc2: lin(format!("{b}.mlp.fc2"))?,
             });
         }
-        let clip_only = |name: &str| if cfg.siglip { Ok(None) } else { w.require(&format!("{p}.{name}")).map(Some) };
+        let (siglip, clip) = (cfg.siglip, !cfg.siglip);
         Ok(ClipTower {
             patch_weight,
-            patch_bias: if cfg.siglip { Some(w.require(&format!("{p}.embeddings.patch_embedding.bias"))?) } else { None },
-            class_embedding: clip_only("embeddings.class_embedding")?,
+            patch_bias: siglip.then(|| w.require(&format!("{p}.embeddings.patch_embedding.bias"))).transpose()?,
+            class_embedding: clip.then(|| w.require(&format!("{p}.embeddings.class_embedding"))).transpose()?,
             position_embedding,
-            pre_norm: if cfg.siglip { None } else { Some(Norm::load(w, &format!("{p}.pre_layrnorm"))?) },
+            pre_norm: clip.then(|| Norm::load(w, &format!("{p}.pre_layrnorm"))).transpose()?,
             layers,
             cfg,
         })
