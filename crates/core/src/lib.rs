@@ -12,5 +12,8 @@ pub mod services;
 pub mod text;
 pub mod vision;
 
+#[cfg(test)]
+mod test_arrays;
+
 pub use engine::{Engine, EngineConfig, StreamControl, StreamHandle};
 pub use error::{EngineError, EngineResult, ErrorCode};

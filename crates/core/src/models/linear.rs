@@ -249,50 +249,35 @@ fn copy_single_rows() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_arrays::{max_rel_diff, normal};
 
-    fn rand(shape: &[i32], seed: u64) -> Array {
-        mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed).unwrap())).unwrap()
-    }
-
-    fn max_rel(a: &Array, b: &Array) -> f32 {
-        let d = ops::max(&ops::abs(&ops::subtract(a, b).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
-        d / ops::max(&ops::abs(b).unwrap(), None).unwrap().item_cast::<f32>()
-    }
-
-    /// The parts of a fused product come out contiguous (not views into it): MLX's CUDA
-    /// kernels wrote out of bounds on such views.
+    /// The parts of a several-row fused product come out contiguous (not views into it): MLX's
+    /// CUDA kernels wrote out of bounds on such views. A one-row product (a 1-row decode step)
+    /// splits into its parts as they are. The values are the product's either way.
     #[test]
-    fn split_parts_are_contiguous() {
-        let x = rand(&[2, 3, 10], 1);
-        let parts = split_last(&x, &[4, 7]).unwrap();
-        let widths: Vec<i32> = parts.iter().map(|p| p.shape()[2]).collect();
-        assert_eq!(widths, vec![4, 3, 3]);
-        for (p, w) in parts.iter().zip(&widths) {
-            p.eval().unwrap();
-            assert_eq!(p.strides(), &[3 * *w as usize, *w as usize, 1], "a split part is a strided view");
+    fn split_parts_are_contiguous_or_one_rows_slices() {
+        for (shape, seed) in [([2, 3, 10], 1), ([1, 1, 10], 2)] {
+            let x = normal(&shape, seed);
+            let parts = split_last(&x, &[4, 7]).unwrap();
+            let widths: Vec<i32> = parts.iter().map(|p| p.shape()[2]).collect();
+            assert_eq!(widths, vec![4, 3, 3]);
+            if shape[1] > 1 {
+                for (p, w) in parts.iter().zip(&widths) {
+                    p.eval().unwrap();
+                    assert_eq!(p.strides(), &[3 * *w as usize, *w as usize, 1], "a split part is a strided view");
+                }
+            }
+            let back = ops::concatenate(&parts, 2).unwrap();
+            assert_eq!(max_rel_diff(&back, &x), 0.0);
         }
-        let back = ops::concatenate(&parts, 2).unwrap();
-        assert_eq!(max_rel(&back, &x), 0.0);
-    }
-
-    /// A one-row product (a 1-row decode step) splits into its parts as they are, without
-    /// copies; the values are the same either way.
-    #[test]
-    fn one_row_parts_are_the_products_slices() {
-        let x = rand(&[1, 1, 10], 2);
-        let parts = split_last(&x, &[4, 7]).unwrap();
-        let widths: Vec<i32> = parts.iter().map(|p| p.shape()[2]).collect();
-        assert_eq!(widths, vec![4, 3, 3]);
-        let back = ops::concatenate(&parts, 2).unwrap();
-        assert_eq!(max_rel(&back, &x), 0.0);
     }
 
     /// The stacked layer computes what the separate layers do (dense with biases, and MLX 4-bit),
     /// split back at the right places; a layer of another kind is not stacked.
     #[test]
     fn fused_projections_match_separate_layers() {
-        let x = rand(&[1, 5, 64], 1);
-        let dense = |out: i32, seed: u64| Linear::Dense { weight: rand(&[out, 64], seed), bias: Some(rand(&[out], seed + 100)) };
+        let x = normal(&[1, 5, 64], 1);
+        let dense = |out: i32, seed: u64| Linear::Dense { weight: normal(&[out, 64], seed), bias: Some(normal(&[out], seed + 100)) };
         let parts = vec![dense(64, 2), dense(16, 3), dense(16, 4)];
         let want: Vec<Array> = parts.iter().map(|l| l.forward(&x).unwrap()).collect();
         let fused = Projections::new(parts).unwrap();
@@ -301,10 +286,10 @@ mod tests {
         assert_eq!(got.len(), 3);
         for (g, w) in got.iter().zip(&want) {
             assert_eq!(g.shape(), w.shape());
-            assert!(max_rel(g, w) < 1e-5, "{}", max_rel(g, w));
+            assert!(max_rel_diff(g, w) < 1e-5, "{}", max_rel_diff(g, w));
         }
         let quant = |out: i32, seed: u64| {
-            let (weight, scales, biases) = ops::quantize(&rand(&[out, 64], seed), 32, 4).unwrap();
+            let (weight, scales, biases) = ops::quantize(&normal(&[out, 64], seed), 32, 4).unwrap();
             Linear::Quantized { q: Quantized { weight, scales, biases, group_size: 32, bits: 4 }, bias: None }
         };
         let parts = vec![quant(48, 5), quant(96, 6)];
@@ -312,13 +297,13 @@ mod tests {
         let fused = Projections::new(parts).unwrap();
         assert!(matches!(fused, Projections::Fused { .. }));
         for (g, w) in fused.forward(&x).unwrap().iter().zip(&want) {
-            assert!(max_rel(g, w) < 1e-5, "{}", max_rel(g, w));
+            assert!(max_rel_diff(g, w) < 1e-5, "{}", max_rel_diff(g, w));
         }
         // dense + quantized: left separate
         let mixed = Projections::new(vec![dense(16, 7), quant(32, 8)]).unwrap();
         assert!(matches!(mixed, Projections::Separate(_)));
         // bias on one layer only: left separate
-        let no_bias = Linear::Dense { weight: rand(&[16, 64], 9), bias: None };
+        let no_bias = Linear::Dense { weight: normal(&[16, 64], 9), bias: None };
         assert!(matches!(Projections::new(vec![dense(16, 10), no_bias]).unwrap(), Projections::Separate(_)));
     }
 }

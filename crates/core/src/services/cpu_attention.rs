@@ -196,8 +196,8 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_arrays::{max_rel_diff, normal};
     use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
-    use mlx_rs::ops;
 
     #[test]
     fn exp_is_within_a_few_ulp() {
@@ -217,37 +217,28 @@ mod tests {
         }
     }
 
-    fn rand(shape: &[i32], seed: u64) -> Array {
-        mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed).unwrap())).unwrap()
-    }
-
-    fn rel_diff(a: &Array, b: &Array) -> f32 {
-        let d = ops::max(&ops::abs(&ops::subtract(a, b).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
-        d / ops::max(&ops::abs(b).unwrap(), None).unwrap().item_cast::<f32>()
-    }
-
     /// Equals MLX's attention: GQA, blocks of queries with a ragged last block, keys longer than
     /// queries with the causal mask, and a full (unmasked) pass like a vision tower's.
     #[test]
     fn equals_mlx_attention() {
         let (h, hkv, d) = (6, 2, 40);
         for (l, n, causal) in [(300, 300, true), (270, 700, true), (520, 520, false), (3, 40, false)] {
-            let q = rand(&[1, h, l, d], 1);
-            let k = rand(&[1, hkv, n, d], 2);
-            let v = rand(&[1, hkv, n, d], 3);
+            let q = normal(&[1, h, l, d], 1);
+            let k = normal(&[1, hkv, n, d], 2);
+            let v = normal(&[1, hkv, n, d], 3);
             let mask = if causal { Some(ScaledDotProductAttentionMask::Causal) } else { None };
             let want = fast::scaled_dot_product_attention(&q, &k, &v, 0.2, mask, None).unwrap();
             let got = attention(&q, &k, &v, 0.2, causal).unwrap();
             assert_eq!(got.shape(), want.shape());
-            let diff = rel_diff(&got, &want);
+            let diff = max_rel_diff(&got, &want);
             assert!(diff < 2e-6, "(L {l}, N {n}, causal {causal}): relative difference {diff}");
         }
         // transposed (non-contiguous) inputs, as a tower's reshaped projections are
-        let q = rand(&[1, 300, h, d], 4).transpose_axes(&[0, 2, 1, 3]).unwrap();
-        let k = rand(&[1, 300, h, d], 5).transpose_axes(&[0, 2, 1, 3]).unwrap();
-        let v = rand(&[1, 300, h, d], 6).transpose_axes(&[0, 2, 1, 3]).unwrap();
+        let q = normal(&[1, 300, h, d], 4).transpose_axes(&[0, 2, 1, 3]).unwrap();
+        let k = normal(&[1, 300, h, d], 5).transpose_axes(&[0, 2, 1, 3]).unwrap();
+        let v = normal(&[1, 300, h, d], 6).transpose_axes(&[0, 2, 1, 3]).unwrap();
         let want = fast::scaled_dot_product_attention(&q, &k, &v, 0.3, None, None).unwrap();
-        assert!(rel_diff(&attention(&q, &k, &v, 0.3, false).unwrap(), &want) < 2e-6);
+        assert!(max_rel_diff(&attention(&q, &k, &v, 0.3, false).unwrap(), &want) < 2e-6);
     }
 
     #[test]
