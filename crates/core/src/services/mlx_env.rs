@@ -4,7 +4,7 @@
 
 use std::sync::Once;
 
-/// The variables the engine sets on `device` ('cpu' | 'cuda' | 'metal'), with their values.
+/// The variables the engine sets, with their values (the same on every backend).
 ///
 /// - `MLX_ENABLE_CACHE_THRASHING_CHECK=0`, everywhere: MLX's CUDA backend keeps per-shape
 ///   kernels and graphs (cuDNN attention graphs, CUDA graphs) in LRU caches whose "thrashing
@@ -16,22 +16,18 @@ use std::sync::Once;
 /// MLX's CUDA graph limits (`MLX_MAX_OPS_PER_BUFFER` / `MLX_MAX_MB_PER_BUFFER`) are left at
 /// MLX's defaults: raising them looked faster on one host and was 1.5–1.9× slower on another
 /// (docs/adr/cuda-graph-limits.md).
-pub fn defaults_for(device: &str) -> Vec<(&'static str, &'static str)> {
-    let _ = device; // the same on every backend today; the signature keeps per-device room
-    vec![("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")]
+pub const DEFAULTS: &[(&str, &str)] = &[("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")];
+
+/// The defaults that `is_set` says the host has not set.
+pub fn missing(is_set: impl Fn(&str) -> bool) -> Vec<(&'static str, &'static str)> {
+    DEFAULTS.iter().copied().filter(|(k, _)| !is_set(k)).collect()
 }
 
-/// The defaults of `device` that `is_set` says the host has not set.
-pub fn missing(device: &str, is_set: impl Fn(&str) -> bool) -> Vec<(&'static str, &'static str)> {
-    defaults_for(device).into_iter().filter(|(k, _)| !is_set(k)).collect()
-}
-
-/// Sets the missing defaults of this build's device, once per process.
+/// Sets the missing defaults, once per process.
 pub fn apply_defaults() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let device = super::runtime_info::device();
-        for (k, v) in missing(device, |k| std::env::var_os(k).is_some()) {
+        for (k, v) in missing(|k| std::env::var_os(k).is_some()) {
             // Before this crate's engine thread exists; MLX reads the variable later.
             std::env::set_var(k, v);
         }
@@ -43,23 +39,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_device_loses_the_cache_fuse_and_keeps_mlxs_graph_limits() {
-        for d in ["cpu", "metal", "cuda"] {
-            assert_eq!(defaults_for(d), [("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")], "{d}");
-        }
+    fn only_the_cache_fuse_is_set_and_mlxs_graph_limits_stay() {
+        assert_eq!(DEFAULTS, [("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")]);
     }
 
     #[test]
     fn the_hosts_own_settings_win() {
-        assert_eq!(missing("cuda", |_| false), [("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")]);
-        assert!(missing("cuda", |k| k == "MLX_ENABLE_CACHE_THRASHING_CHECK").is_empty());
-        assert!(missing("cpu", |_| true).is_empty());
+        assert_eq!(missing(|_| false), [("MLX_ENABLE_CACHE_THRASHING_CHECK", "0")]);
+        assert!(missing(|k| k == "MLX_ENABLE_CACHE_THRASHING_CHECK").is_empty());
+        assert!(missing(|_| true).is_empty());
     }
 
     #[test]
     fn applied_on_this_machine() {
         apply_defaults();
-        for (k, _) in defaults_for(crate::services::runtime_info::device()) {
+        for (k, _) in DEFAULTS {
             assert!(std::env::var_os(k).is_some(), "{k} not set");
         }
     }
