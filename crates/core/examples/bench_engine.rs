@@ -41,6 +41,8 @@ async fn main() {
     let chat = timed(engine.create_stream(&params(&prompts["chat"], 1), &Value::Null).await.unwrap(), start).await;
 
     let mut aggregate = serde_json::Map::new();
+    // when the last of the N streams got its first token (admission and prefill of them all)
+    let mut last_first_token = serde_json::Map::new();
     let batch = prompts["batch"].as_array().unwrap();
     // warm-up of the batched path (first-use kernels of stacked decode), as bench/mlx_lm_bench.py
     // does for its BatchGenerator: the largest concurrency, a few tokens each
@@ -63,6 +65,7 @@ async fn main() {
         let wall = timings.iter().map(|t| t.total).fold(0.0, f64::max);
         let tokens: usize = timings.iter().map(|t| t.tokens).sum();
         aggregate.insert(n.to_string(), json!(tokens as f64 / wall));
+        last_first_token.insert(n.to_string(), json!(timings.iter().map(|t| t.ttft).fold(0.0, f64::max)));
     }
     let out = json!({
         "engine": "mlx-serving (Rust core)",
@@ -72,6 +75,7 @@ async fn main() {
         "ttft_long_s": long.ttft,
         "ttft_chat_s": chat.ttft,
         "aggregate_tps": aggregate,
+        "aggregate_last_ttft_s": last_first_token,
         "peak_rss_bytes": peak_rss_bytes(),
         "batched_ids_agreeing_with_solo": agree,
         // the solo stream's first ids, to compare builds or settings on the same model

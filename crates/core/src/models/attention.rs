@@ -113,9 +113,56 @@ fn stacked_decode(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &A
     let q = spec.rope.apply_at(&spec.heads_of(q, [rows, 1], spec.heads, qn)?, batch.positions())?;
     let k = spec.rope.apply_at(&spec.heads_of(k, [rows, 1], spec.kv_heads, kn)?, batch.positions())?;
     let v = spec.heads_of(v, [rows, 1], spec.kv_heads, None)?;
-    let (keys, values, mask) = batch.update(layer, &k, &v)?;
-    let mask = mask.as_ref().map(fast::ScaledDotProductAttentionMask::Array);
-    let out = fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, mask, None)?;
     // [rows, heads, 1, d] holds each row's heads in order: no transpose needed.
-    out.reshape(&[1, rows, spec.heads * spec.head_dim])
+    stacked_attend(spec, layer, &q, &k, &v, batch)?.reshape(&[1, rows, spec.heads * spec.head_dim])
+}
+
+/// The stacked rows' attention from their rotated heads (q [rows, heads, 1, d], k/v [rows,
+/// kv_heads, 1, d]): this token's keys/values written to each row's slot, each row attending to
+/// its own history → [rows, heads, 1, d].
+fn stacked_attend(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &Array, batch: &mut BatchKv) -> MlxResult<Array> {
+    let (keys, values, mask) = batch.update(layer, k, v)?;
+    let mask = mask.as_ref().map(fast::ScaledDotProductAttentionMask::Array);
+    fast::scaled_dot_product_attention(q, &keys, &values, spec.scale, mask, None)
+}
+
+/// A decode pass's attention (one token per row, rows in segment order) from heads already
+/// split, normed and rotated by `fused_decode::decode_heads`: q [T, heads, 1, d], k/v [T,
+/// kv_heads, 1, d] → [1, T, heads·d]. Each row's keys/values go to its own cache or batch slot.
+pub(crate) fn decode_attention(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+    let single = segs.len() == 1;
+    let mut outs = Vec::with_capacity(segs.len());
+    let mut start = 0i32;
+    for seg in segs.iter_mut() {
+        let n = seg.tokens.len() as i32;
+        let rows = |t: &Array| -> MlxResult<Array> {
+            if single { Ok(t.clone()) } else { t.try_index(start..start + n) }
+        };
+        let (q, k, v) = (rows(q)?, rows(k)?, rows(v)?);
+        let out = match seg.batch.as_deref_mut() {
+            Some(batch) => stacked_attend(spec, layer, &q, &k, &v, batch)?,
+            None => {
+                let (keys, values) = seg.cache[layer].update(&k, &v)?;
+                fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, None, None)?
+            }
+        };
+        outs.push(out.reshape(&[1, n, spec.heads * spec.head_dim])?);
+        start += n;
+    }
+    if single { Ok(outs.pop().unwrap()) } else { ops::concatenate(&outs, 1) }
+}
+
+/// The rotary positions of a decode pass's rows (one token per row, segment order): each
+/// stacked row's length, each other row's cache offset → int32 [T]. Built once per pass and
+/// shared by every layer.
+pub(crate) fn decode_positions(segs: &[Segment<'_>]) -> Array {
+    let mut pos = Vec::new();
+    for seg in segs {
+        match seg.batch.as_deref() {
+            Some(batch) => pos.extend(batch.lengths()),
+            None => pos.push(seg.cache.first().map_or(0, |c| c.offset())),
+        }
+    }
+    let n = pos.len() as i32;
+    Array::from_slice(&pos, &[n])
 }

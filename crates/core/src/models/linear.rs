@@ -157,6 +157,15 @@ impl Projections {
         })
     }
 
+    /// The fused product itself (the parts side by side), `None` when the projections are
+    /// separate: for kernels that read the parts straight out of it.
+    pub fn product(&self, x: &Array) -> Option<Result<Array, mlx_rs::error::Exception>> {
+        match self {
+            Projections::Fused { layer, .. } => Some(layer.forward(x)),
+            Projections::Separate(_) => None,
+        }
+    }
+
     /// x: [.., in] → one output per projection.
     pub fn forward(&self, x: &Array) -> Result<Vec<Array>, mlx_rs::error::Exception> {
         match self {

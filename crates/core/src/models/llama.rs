@@ -9,7 +9,8 @@ use mlx_rs::{ops, Array};
 use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, segment_logits, DecoderStack, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear, Projections};
-use super::attention::{segment_attention, AttnSpec};
+use super::attention::{decode_attention, decode_positions, segment_attention, AttnSpec};
+use super::fused_decode::{self, HeadLayout, RopeParams};
 pub use super::rope::RotaryTables;
 use super::rope::Rope;
 use super::weights::WeightMap;
@@ -47,6 +48,9 @@ pub struct LlamaModel {
     norm: Array,
     lm_head: Option<Linear>,
     rope: Rope,
+    /// Set when decode passes can run through `fused_decode` (fused q/k/v everywhere, a rope
+    /// the kernel implements); used only on CUDA.
+    decode_rope: Option<RopeParams>,
 }
 
 impl LlamaModel {
@@ -69,7 +73,9 @@ impl LlamaModel {
                 config.vocab_size
             )));
         }
-        Ok(LlamaModel { embed_tokens, layers, norm: w.require("model.norm.weight")?, lm_head, rope, config })
+        let fused_qkv = layers.iter().all(|b| matches!(b.attn.qkv, Projections::Fused { .. }));
+        let decode_rope = if fused_qkv { rope.decode_params(config.head_dim) } else { None };
+        Ok(LlamaModel { embed_tokens, layers, norm: w.require("model.norm.weight")?, lm_head, rope, decode_rope, config })
     }
 
     pub fn num_layers(&self) -> usize {
@@ -113,6 +119,48 @@ impl LlamaModel {
         let gate_up = b.mlp.gate_up.forward(&normed)?;
         let act = swiglu(&gate_up[0], &gate_up[1])?;
         ops::add(&h, &b.mlp.down_proj.forward(&act)?)
+    }
+
+    /// A decode pass (one token per row) through the fused CUDA kernels: the final-normed hidden
+    /// states [1, T, hidden], or `None` (nothing touched) where that path does not apply — off,
+    /// not CUDA, a prompt chunk in the pass, or heads/dtypes the kernels do not cover. Same
+    /// operations as `block_forward`, with the residual adds merged into the RMSNorms that
+    /// follow them and the q/k/v split, q/k norms and rotary merged into one kernel.
+    fn decode_hidden_fused(&self, segs: &mut [Segment<'_>]) -> MlxResult<Option<Array>> {
+        let Some(rope) = &self.decode_rope else { return Ok(None) };
+        if !fused_decode::enabled() || !segs.iter().all(|s| s.batch.is_some() || s.tokens.len() == 1) {
+            return Ok(None);
+        }
+        let c = &self.config;
+        let mut x = self.embed_tokens.lookup(&input_ids(segs)?)?;
+        if !fused_decode::heads_supported(c.head_dim, x.dtype()) {
+            return Ok(None);
+        }
+        let eps = c.rms_norm_eps;
+        let positions = decode_positions(segs);
+        let mut normed = fast::rms_norm(&x, Some(&self.layers[0].input_layernorm), eps)?;
+        for (li, b) in self.layers.iter().enumerate() {
+            let spec = AttnSpec::standard(c, &self.rope, b.attn.q_norm.as_ref(), b.attn.k_norm.as_ref());
+            let product = b.attn.qkv.product(&normed).expect("fused q/k/v checked at load")?;
+            let layout = HeadLayout { heads: spec.heads, kv_heads: spec.kv_heads, head_dim: spec.head_dim, rope, norms: spec.qk_norm };
+            let (q, k, v) = fused_decode::decode_heads(&product, &positions, &layout)?;
+            let attn = b.attn.o_proj.forward(&decode_attention(&spec, li, &q, &k, &v, segs)?)?;
+            let (h, normed_mlp) = add_rms_norm(&x, &attn, &b.post_attention_layernorm, eps)?;
+            let gate_up = b.mlp.gate_up.forward(&normed_mlp)?;
+            let mlp = b.mlp.down_proj.forward(&swiglu(&gate_up[0], &gate_up[1])?)?;
+            // the next layer's input norm, or after the last layer the final norm
+            let next = self.layers.get(li + 1).map_or(&self.norm, |n| &n.input_layernorm);
+            (x, normed) = add_rms_norm(&h, &mlp, next, eps)?;
+        }
+        Ok(Some(normed))
+    }
+
+    /// The output head alone (on hidden states already through the final norm).
+    fn head(&self, normed: &Array) -> MlxResult<Array> {
+        match &self.lm_head {
+            Some(head) => head.forward(normed),
+            None => self.embed_tokens.as_linear(normed),
+        }
     }
 
     fn attention(&self, a: &Attention, layer: usize, x: &Array, segs: &mut [Segment<'_>], rot: Option<&RotaryTables>) -> MlxResult<Array> {
@@ -178,4 +226,22 @@ impl DecoderStack for LlamaModel {
     fn project(&self, h: &Array) -> MlxResult<Array> {
         output_head(h, &self.norm, self.config.rms_norm_eps, self.lm_head.as_ref(), &self.embed_tokens)
     }
+
+    fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        if let Some(normed) = self.decode_hidden_fused(segs)? {
+            return segment_logits(&normed, segs, |h| self.head(h));
+        }
+        let h = self.hidden_states(segs)?;
+        segment_logits(&h, segs, |h| self.project(h))
+    }
+}
+
+/// h = x + d and rms_norm(h)·w: one fused kernel where it applies, else MLX's two operations.
+fn add_rms_norm(x: &Array, d: &Array, w: &Array, eps: f32) -> MlxResult<(Array, Array)> {
+    if let Some(pair) = fused_decode::add_rms_norm(x, d, w, eps)? {
+        return Ok(pair);
+    }
+    let h = ops::add(x, d)?;
+    let normed = fast::rms_norm(&h, Some(w), eps)?;
+    Ok((h, normed))
 }

@@ -6,6 +6,8 @@ pub(crate) mod attention;
 pub mod causal;
 pub mod compute;
 pub mod config;
+pub(crate) mod cuda_kernel;
+pub mod fused_decode;
 pub mod gemma3;
 pub mod gguf;
 pub mod gguf_file;

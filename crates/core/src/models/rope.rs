@@ -78,6 +78,24 @@ impl Rope {
         self.with_input_scale(x, |x| fast::rope_dynamic(x, self.dims, self.traditional, self.base, self.scale, offsets, self.freqs.as_ref()))
     }
 
+    /// The parameters of the fused decode kernel (`fused_decode::decode_heads`), when it can
+    /// rotate these heads: every feature rotated (no partial rotary) and no input scaling.
+    pub(crate) fn decode_params(&self, head_dim: i32) -> Option<super::fused_decode::RopeParams> {
+        if self.dims != head_dim || self.input_scale != 1.0 {
+            return None;
+        }
+        Some(super::fused_decode::RopeParams {
+            traditional: self.traditional,
+            // as MLX's rope primitive passes it (std::log2 of the float base)
+            base_log2: self.base.map_or(0.0, f32::log2),
+            freqs: match &self.freqs {
+                Some(f) => Some(f.as_dtype(mlx_rs::Dtype::Float32).ok()?),
+                None => None,
+            },
+            scale: self.scale,
+        })
+    }
+
     /// Runs `rotate` on `x`, first scaled by longrope's attention factor where there is one.
     fn with_input_scale(&self, x: &Array, rotate: impl FnOnce(&Array) -> Result<Array, mlx_rs::error::Exception>) -> Result<Array, mlx_rs::error::Exception> {
         if self.input_scale == 1.0 {

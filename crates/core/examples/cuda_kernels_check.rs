@@ -1,0 +1,91 @@
+//! GPU check of the fused decode kernels (`models::fused_decode`): each kernel against the MLX
+//! operations it replaces, on random inputs, element by element. The kernels are written to do
+//! the same arithmetic in the same order, so the expected mismatch count is 0. Needs MLX's CUDA
+//! backend (the kernels exist only there). Prints one line per case and exits non-zero on any
+//! mismatch.
+//!
+//! usage: cuda_kernels_check
+
+use mlx_rs::fast;
+use mlx_rs::ops::indexing::TryIndexOp;
+use mlx_rs::{ops, Array, Dtype};
+use mlx_serving_core::models::fused_decode::{add_rms_norm, decode_heads, HeadLayout, RopeParams};
+
+fn normal(shape: &[i32], seed: u64, dtype: Dtype) -> Array {
+    let key = mlx_rs::random::key(seed).unwrap();
+    mlx_rs::random::normal::<f32>(shape, None, None, Some(&key)).unwrap().as_dtype(dtype).unwrap()
+}
+
+/// (elements that differ, max |difference|)
+fn compare(a: &Array, b: &Array) -> (i64, f32) {
+    assert_eq!(a.shape(), b.shape());
+    let (a, b) = (a.as_dtype(Dtype::Float32).unwrap(), b.as_dtype(Dtype::Float32).unwrap());
+    let ne = ops::sum(&ops::ne(&a, &b).unwrap().as_dtype(Dtype::Int32).unwrap(), None).unwrap().item_cast::<i32>() as i64;
+    let max = ops::max(&ops::abs(&ops::subtract(&a, &b).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
+    (ne, max)
+}
+
+fn main() {
+    let mut failures = 0;
+    let mut report = |name: String, (ne, max): (i64, f32)| {
+        println!("{name}: mismatches={ne} max_abs_diff={max:e}");
+        if ne != 0 {
+            failures += 1;
+        }
+    };
+    let mut seed = 1;
+    for dtype in [Dtype::Bfloat16, Dtype::Float16, Dtype::Float32] {
+        for axis in [576, 2048, 2560, 3072] {
+            for rows in [1, 16] {
+                seed += 3;
+                let x = normal(&[1, rows, axis], seed, dtype);
+                let d = normal(&[1, rows, axis], seed + 1, dtype);
+                let w = ops::add(&normal(&[axis], seed + 2, dtype), &Array::from_f32(1.0).as_dtype(dtype).unwrap()).unwrap();
+                let (h, y) = add_rms_norm(&x, &d, &w, 1e-5).unwrap().expect("covered width");
+                let h_ref = ops::add(&x, &d).unwrap();
+                let y_ref = fast::rms_norm(&h_ref, Some(&w), 1e-5).unwrap();
+                report(format!("add_rms_norm {dtype:?} axis={axis} rows={rows} sum"), compare(&h, &h_ref));
+                report(format!("add_rms_norm {dtype:?} axis={axis} rows={rows} norm"), compare(&y, &y_ref));
+            }
+        }
+    }
+    // (heads, kv_heads, head_dim, q/k norms, explicit frequencies, traditional)
+    let layouts = [(32, 8, 64, false, true, false), (32, 8, 128, true, false, false), (14, 2, 64, false, false, false), (8, 4, 128, false, false, true)];
+    for dtype in [Dtype::Bfloat16, Dtype::Float32] {
+        for &(h, hkv, d, norm, with_freqs, traditional) in &layouts {
+            for rows in [1, 5, 16] {
+                seed += 7;
+                let product = normal(&[1, rows, (h + 2 * hkv) * d], seed, dtype);
+                let pos: Vec<i32> = (0..rows).map(|r| 17 + 131 * r + (seed as i32 % 50)).collect();
+                let positions = Array::from_slice(&pos, &[rows]);
+                let qw = normal(&[d], seed + 1, dtype);
+                let kw = normal(&[d], seed + 2, dtype);
+                let freqs = with_freqs.then(|| {
+                    let f = ops::arange::<_, f32>(0, d, 2).unwrap();
+                    ops::power(&Array::from_f32(500000.0), &ops::divide(&f, &Array::from_f32(d as f32)).unwrap()).unwrap()
+                });
+                let base = 10000f32;
+                let rope = RopeParams { traditional, base_log2: base.log2(), freqs: freqs.clone(), scale: 1.0 };
+                let layout = HeadLayout { heads: h, kv_heads: hkv, head_dim: d, rope: &rope, norms: norm.then_some((&qw, &kw, 1e-6)) };
+                let (q, k, v) = decode_heads(&product, &positions, &layout).unwrap();
+                // the MLX operations the unfused decode path runs
+                let part = |a: i32, b: i32| product.try_index((.., .., a * d..b * d)).unwrap().reshape(&[rows, b - a, 1, d]).unwrap();
+                let rot = |x: Array, w: &Array| {
+                    let x = if norm { fast::rms_norm(&x, Some(w), 1e-6).unwrap() } else { x };
+                    let b = if with_freqs { None } else { Some(base) };
+                    if rows == 1 {
+                        fast::rope(&x, d, traditional, b, 1.0, pos[0], freqs.as_ref()).unwrap()
+                    } else {
+                        fast::rope_dynamic(&x, d, traditional, b, 1.0, &positions, freqs.as_ref()).unwrap()
+                    }
+                };
+                let name = format!("decode_heads {dtype:?} h={h} hkv={hkv} d={d} norm={norm} freqs={with_freqs} trad={traditional} rows={rows}");
+                report(format!("{name} q"), compare(&q, &rot(part(0, h), &qw)));
+                report(format!("{name} k"), compare(&k, &rot(part(h, h + hkv), &kw)));
+                report(format!("{name} v"), compare(&v, &part(h + hkv, h + 2 * hkv)));
+            }
+        }
+    }
+    println!("failures={failures}");
+    std::process::exit(if failures == 0 { 0 } else { 1 });
+}

@@ -1,0 +1,328 @@
+//! Fused kernels for decode passes on MLX's CUDA backend (one token per sequence).
+//!
+//! A decode step on a GPU is bound by the host's cost per operation (MLX encodes each kernel
+//! into a CUDA graph; docs/adr/cuda-fused-decode.md), so these kernels merge operations that
+//! MLX runs one by one, with the SAME arithmetic in the same order as MLX's own kernels, so the
+//! results are bit-identical (checked on the GPU by `examples/cuda_kernels_check.rs`):
+//! - `add_rms_norm`: the residual add and the following RMSNorm (MLX's `add` + `rms_norm`),
+//!   returning both the sum and the normalized rows — two kernels become one, twice a layer;
+//! - `decode_heads`: from the fused q/k/v product, each head's query, key and value: split,
+//!   per-head RMSNorm of q and k (qwen3) and rotary embedding at each row's position (MLX's
+//!   `rms_norm` + `rope`) — up to six kernels (and, for several rows, three copies) become one.
+//!
+//! `MLX_SERVING_CUDA_KERNELS=0` turns them off (A/B measurements, or a driver where NVRTC fails).
+
+use std::cell::OnceCell;
+use std::sync::OnceLock;
+
+use mlx_rs::{Array, Dtype};
+
+use super::cuda_kernel::{CudaKernel, Launch};
+
+type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
+
+/// Whether decode passes use the fused kernels: on MLX's CUDA backend, unless switched off.
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        crate::services::runtime_info::device() == "cuda" && !std::env::var("MLX_SERVING_CUDA_KERNELS").is_ok_and(|v| v == "0")
+    })
+}
+
+/// Elements per vector load in MLX's normalization kernels (16 bytes).
+fn n_reads(dtype: Dtype) -> Option<i32> {
+    match dtype {
+        Dtype::Float32 => Some(4),
+        Dtype::Float16 | Dtype::Bfloat16 => Some(8),
+        _ => None,
+    }
+}
+
+/// The (threads per row, vector loads per thread) MLX's `rms_norm` picks for rows of `axis`
+/// elements (its `rms_norm_small` kernel), `None` where it uses another kernel. The reduction
+/// order follows from these, so matching them is what makes the sums bit-identical.
+pub(crate) fn rms_norm_blocking(axis: i32, n_reads: i32) -> Option<(i32, i32)> {
+    if axis > n_reads * 128 * 8 {
+        return None;
+    }
+    let nvec = (axis + n_reads - 1) / n_reads;
+    let chunks = |n: i32| n.clamp(1, 8);
+    Some(if axis <= n_reads * 64 {
+        (64, 1)
+    } else if nvec % 128 == 0 && nvec / 128 <= 8 {
+        (128, chunks(nvec / 128))
+    } else if nvec % 64 == 0 && nvec / 64 <= 8 {
+        (64, chunks(nvec / 64))
+    } else {
+        (128, chunks((nvec + 127) / 128))
+    })
+}
+
+const HEADER: &str = "#include <cooperative_groups/reduce.h>\n";
+
+/// The block-wide sum of MLX's normalization kernels: a warp reduction, then the warps' sums
+/// reduced by one warp (`BlockBroadcastReduce` in MLX's rms_norm.cu), broadcast to all threads.
+const BLOCK_SUM: &str = r#"
+  auto block = cg::this_thread_block();
+  auto warp = cg::tiled_partition<32>(block);
+  auto block_sum = [&](float v, float* partial) {
+    v = cg::reduce(warp, v, cg::plus<float>());
+    if (BLOCK > 32) {
+      if (warp.thread_rank() == 0) partial[warp.meta_group_rank()] = v;
+      block.sync();
+      v = warp.thread_rank() < warp.meta_group_size() ? partial[warp.thread_rank()] : 0.f;
+      v = cg::reduce(warp, v, cg::plus<float>());
+    }
+    return v;
+  };
+"#;
+
+fn add_rms_norm_source() -> String {
+    format!(
+        r#"
+  constexpr int N_READS = 16 / sizeof(T);
+  __shared__ float partial[BLOCK / 32 > 0 ? BLOCK / 32 : 1];
+  {BLOCK_SUM}
+  const size_t row = blockIdx.x;
+  const int t = threadIdx.x;
+  T hv[CHUNKS][N_READS];
+  float normalizer = 0;
+  #pragma unroll
+  for (int i = 0; i < CHUNKS; i++) {{
+    const int base = (BLOCK * i + t) * N_READS;
+    #pragma unroll
+    for (int j = 0; j < N_READS; ++j) {{
+      const int e = base + j;
+      T v = T(0);
+      if (e < AXIS) {{
+        v = x[row * AXIS + e] + d[row * AXIS + e];
+        h[row * AXIS + e] = v;
+      }}
+      hv[i][j] = v;
+      float f = static_cast<float>(v);
+      normalizer += f * f;
+    }}
+  }}
+  normalizer = block_sum(normalizer, partial);
+  normalizer = rsqrt(normalizer / AXIS + __int_as_float(EPS_BITS));
+  #pragma unroll
+  for (int i = 0; i < CHUNKS; i++) {{
+    const int base = (BLOCK * i + t) * N_READS;
+    #pragma unroll
+    for (int j = 0; j < N_READS; ++j) {{
+      const int e = base + j;
+      if (e < AXIS) {{
+        float yv = static_cast<float>(hv[i][j]) * normalizer;
+        y[row * AXIS + e] = w[e] * static_cast<T>(yv);
+      }}
+    }}
+  }}
+"#
+    )
+}
+
+/// The kernel for one variant: q/k norm weights and explicit frequencies are inputs only
+/// when the layer has them (placeholder inputs would cost an operation each per layer).
+fn decode_heads_source(norm: bool, freqs: bool) -> String {
+    let norm_weight = if norm { "is_q ? qw : kw" } else { "static_cast<const T*>(nullptr)" };
+    let inv_freq = if freqs { "1.0 / freqs[t]" } else { "exp2(-(static_cast<float>(t) / static_cast<float>(HALF)) * __int_as_float(BASE_BITS))" };
+    format!(
+        r#"
+  constexpr int BLOCK = 64;
+  constexpr int NH = H + 2 * HKV;
+  constexpr int N_READS = 16 / sizeof(T);
+  constexpr int HALF = D / 2;
+  __shared__ float partial[2];
+  __shared__ T xs[D];
+  {BLOCK_SUM}
+  const int row = blockIdx.x / NH;
+  const int head = blockIdx.x % NH;
+  const int t = threadIdx.x;
+  const T* src = p + (size_t)row * NH * D + (size_t)head * D;
+  if (head >= H + HKV) {{
+    T* dst = v + ((size_t)row * HKV + (head - H - HKV)) * D;
+    for (int e = t; e < D; e += BLOCK) dst[e] = src[e];
+    return;
+  }}
+  const bool is_q = head < H;
+  T* dst = is_q ? q + ((size_t)row * H + head) * D : k + ((size_t)row * HKV + (head - H)) * D;
+  if (NORM) {{
+    const T* w = {norm_weight};
+    T xv[N_READS];
+    float normalizer = 0;
+    #pragma unroll
+    for (int j = 0; j < N_READS; ++j) {{
+      const int e = t * N_READS + j;
+      T val = e < D ? src[e] : T(0);
+      xv[j] = val;
+      float f = static_cast<float>(val);
+      normalizer += f * f;
+    }}
+    normalizer = block_sum(normalizer, partial);
+    normalizer = rsqrt(normalizer / D + __int_as_float(EPS_BITS));
+    #pragma unroll
+    for (int j = 0; j < N_READS; ++j) {{
+      const int e = t * N_READS + j;
+      if (e < D) {{
+        float yv = static_cast<float>(xv[j]) * normalizer;
+        xs[e] = w[e] * static_cast<T>(yv);
+      }}
+    }}
+  }} else {{
+    for (int e = t; e < D; e += BLOCK) xs[e] = src[e];
+  }}
+  block.sync();
+  if (t < HALF) {{
+    int i1, i2;
+    if (TRAD) {{ i1 = 2 * t; i2 = i1 + 1; }} else {{ i1 = t; i2 = t + HALF; }}
+    float inv_freq = {inv_freq};
+    float L = __int_as_float(SCALE_BITS) * static_cast<float>(pos[row]);
+    float theta = L * inv_freq;
+    float costheta = cos(theta);
+    float sintheta = sin(theta);
+    float x1 = static_cast<float>(xs[i1]);
+    float x2 = static_cast<float>(xs[i2]);
+    float rx1 = x1 * costheta - x2 * sintheta;
+    float rx2 = x1 * sintheta + x2 * costheta;
+    dst[i1] = static_cast<T>(rx1);
+    dst[i2] = static_cast<T>(rx2);
+  }}
+"#
+    )
+}
+
+thread_local! {
+    static ADD_RMS_NORM: OnceCell<CudaKernel> = const { OnceCell::new() };
+    /// One per (q/k norms, explicit frequencies) variant.
+    static DECODE_HEADS: [OnceCell<CudaKernel>; 4] = const { [OnceCell::new(), OnceCell::new(), OnceCell::new(), OnceCell::new()] };
+}
+
+/// h = x + d and rms_norm(h)·w over the last axis, as MLX's `add` then `rms_norm` compute them.
+/// `None` when MLX would use another normalization kernel (very wide rows) or the dtype is not
+/// a float type: the caller then runs the two operations itself.
+pub fn add_rms_norm(x: &Array, d: &Array, w: &Array, eps: f32) -> MlxResult<Option<(Array, Array)>> {
+    let axis = *x.shape().last().unwrap_or(&0);
+    let Some(reads) = n_reads(x.dtype()) else { return Ok(None) };
+    let Some((block, chunks)) = rms_norm_blocking(axis, reads) else { return Ok(None) };
+    if d.shape() != x.shape() || d.dtype() != x.dtype() || w.dtype() != x.dtype() || w.shape() != [axis] {
+        return Ok(None);
+    }
+    let rows = (x.size() as i32) / axis.max(1);
+    let shape = x.shape().to_vec();
+    let out = ADD_RMS_NORM.with(|k| {
+        let k = k.get_or_init(|| CudaKernel::new("add_rms_norm", &["x", "d", "w"], &["h", "y"], &add_rms_norm_source(), HEADER));
+        k.apply(
+            &[x, d, w],
+            &Launch {
+                outputs: &[(&shape, x.dtype()), (&shape, x.dtype())],
+                grid: (rows * block, 1, 1),
+                block: (block, 1, 1),
+                dtypes: &[("T", x.dtype())],
+                ints: &[("BLOCK", block), ("CHUNKS", chunks), ("AXIS", axis), ("EPS_BITS", eps.to_bits() as i32)],
+                bools: &[],
+            },
+        )
+    })?;
+    let mut out = out.into_iter();
+    Ok(Some((out.next().expect("two outputs"), out.next().expect("two outputs"))))
+}
+
+/// Rotary parameters of a decode pass's heads (`Rope::decode_params`).
+pub struct RopeParams {
+    pub traditional: bool,
+    /// log2 of the base (MLX passes the base this way), when there are no explicit frequencies.
+    pub base_log2: f32,
+    /// Explicit per-pair frequencies (float32 [head_dim / 2], as MLX's rope reads them):
+    /// Llama-3 and similar scalings.
+    pub freqs: Option<Array>,
+    pub scale: f32,
+}
+
+/// What `decode_heads` needs to know about the attention layer.
+pub struct HeadLayout<'a> {
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+    pub rope: &'a RopeParams,
+    /// Per-head RMSNorm weights of q and k and their epsilon (qwen3).
+    pub norms: Option<(&'a Array, &'a Array, f32)>,
+}
+
+/// Whether `decode_heads` handles heads of this size and dtype (one 64-thread block per head,
+/// as MLX normalizes rows of up to 128 elements; one thread per rotated pair).
+pub fn heads_supported(head_dim: i32, dtype: Dtype) -> bool {
+    let Some(reads) = n_reads(dtype) else { return false };
+    head_dim % 2 == 0 && head_dim <= 128 && rms_norm_blocking(head_dim, reads) == Some((64, 1))
+}
+
+/// product: the fused q/k/v projection of one token per row, [1, rows, (heads + 2·kv_heads)·d]
+/// (contiguous); positions: int32 [rows], each row's rotary offset. Returns q [rows, heads, 1,
+/// d], k and v [rows, kv_heads, 1, d]: q and k RMS-normed per head (when the layer has those
+/// norms) and rotated, v copied out.
+pub fn decode_heads(product: &Array, positions: &Array, l: &HeadLayout<'_>) -> MlxResult<(Array, Array, Array)> {
+    let rows = positions.shape()[0];
+    let dtype = product.dtype();
+    let (h, hkv, d) = (l.heads, l.kv_heads, l.head_dim);
+    let (norm, with_freqs) = (l.norms.is_some(), l.rope.freqs.is_some());
+    let mut inputs: Vec<&Array> = vec![product, positions];
+    let mut names = vec!["p", "pos"];
+    if let Some((qw, kw, _)) = l.norms {
+        inputs.extend([qw, kw]);
+        names.extend(["qw", "kw"]);
+    }
+    if let Some(f) = &l.rope.freqs {
+        inputs.push(f);
+        names.push("freqs");
+    }
+    let eps = l.norms.map_or(0.0, |n| n.2);
+    let out = DECODE_HEADS.with(|kernels| {
+        let k = kernels[usize::from(norm) * 2 + usize::from(with_freqs)]
+            .get_or_init(|| CudaKernel::new("decode_heads", &names, &["q", "k", "v"], &decode_heads_source(norm, with_freqs), HEADER));
+        k.apply(
+            &inputs,
+            &Launch {
+                outputs: &[(&[rows, h, 1, d], dtype), (&[rows, hkv, 1, d], dtype), (&[rows, hkv, 1, d], dtype)],
+                grid: (rows * (h + 2 * hkv) * 64, 1, 1),
+                block: (64, 1, 1),
+                dtypes: &[("T", dtype)],
+                ints: &[
+                    ("H", h),
+                    ("HKV", hkv),
+                    ("D", d),
+                    ("EPS_BITS", eps.to_bits() as i32),
+                    ("SCALE_BITS", l.rope.scale.to_bits() as i32),
+                    ("BASE_BITS", l.rope.base_log2.to_bits() as i32),
+                ],
+                bools: &[("NORM", norm), ("TRAD", l.rope.traditional)],
+            },
+        )
+    })?;
+    let mut out = out.into_iter();
+    Ok((out.next().expect("q"), out.next().expect("k"), out.next().expect("v")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The blocking mirrors MLX's dispatch for the row widths of real models (hidden sizes and
+    /// head sizes): it decides the reduction order, hence bit-identical sums.
+    #[test]
+    fn blocking_follows_mlx_dispatch() {
+        // bf16/f16 (8 per load)
+        assert_eq!(rms_norm_blocking(128, 8), Some((64, 1))); // head_dim 128
+        assert_eq!(rms_norm_blocking(64, 8), Some((64, 1)));
+        assert_eq!(rms_norm_blocking(576, 8), Some((128, 1))); // SmolLM2-135M: nvec 72
+        assert_eq!(rms_norm_blocking(2048, 8), Some((128, 2))); // Llama-3.2-1B: nvec 256
+        assert_eq!(rms_norm_blocking(2560, 8), Some((64, 5))); // Qwen3-4B: nvec 320
+        assert_eq!(rms_norm_blocking(3072, 8), Some((128, 3))); // Llama-3.2-3B: nvec 384
+        assert_eq!(rms_norm_blocking(8192, 8), Some((128, 8)));
+        assert_eq!(rms_norm_blocking(8200, 8), None); // wider: MLX's looping kernel
+        // f32 (4 per load)
+        assert_eq!(rms_norm_blocking(2048, 4), Some((128, 4)));
+        assert_eq!(rms_norm_blocking(896, 4), Some((128, 2))); // nvec 224: neither multiple
+        assert!(heads_supported(128, Dtype::Bfloat16) && heads_supported(64, Dtype::Float32));
+        assert!(!heads_supported(256, Dtype::Bfloat16), "one 64-thread block rotates at most 64 pairs");
+        assert!(!heads_supported(128, Dtype::Int32));
+    }
+}
