@@ -16,6 +16,8 @@ MODELS=/root/bench-models
 $PY bench/gpu/make_random_models.py "$CARRY/tok" "$MODELS" 2>&1 | tail -3
 export LD_LIBRARY_PATH="$SP/mlx/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 GEN=${GEN:-128}; CONC=${CONC:-1,16}
+# decode figures: median of 5 long-prompt streams per process on both sides (these hosts drift)
+export BENCH_DECODE_REPEAT=${BENCH_DECODE_REPEAT:-5}
 for m in ${BENCH_GPU_MODELS:-llama-3.2-1b-shaped qwen3-4b-shaped llama-3.2-1b-shaped-4bit qwen3-4b-shaped-4bit}; do
   $PY - "$m" <<'PY' > /tmp/prompts.json
 import json, random, sys

@@ -199,6 +199,11 @@ impl BatchKv {
         if unused < STEP {
             return Ok(());
         }
+        self.drop_columns(unused)
+    }
+
+    /// Drops the first `unused` columns (no row holds them).
+    fn drop_columns(&mut self, unused: i32) -> MlxResult<()> {
         // Copied out, not kept as views with an offset into the old buffers: later steps write
         // into these in place, and offset views are where MLX's CUDA backend went wrong before
         // (models/linear.rs::split_last).
@@ -249,6 +254,16 @@ impl BatchKv {
     pub fn begin_step(&mut self) -> MlxResult<()> {
         let rows = self.left.len() as i32;
         self.reserve(rows, self.idx + 1, self.layers.len())?;
+        let shared = self.left.first().copied().unwrap_or(0);
+        if shared > 0 && self.left.iter().all(|&l| l == shared) {
+            // Every row starts late by the same amount, so the step needs no mask — and an
+            // unmasked slice that does not start at column 0 is read wrongly by MLX 0.32's CUDA
+            // decode attention: when the rows fill the buffer it takes cuDNN's path, which
+            // rebuilds the whole buffer from the slice's offset as if the slice began at column 0
+            // (`unslice_kv`), attending to the padding instead of the newest positions. Dropping
+            // the shared padding (one copy, only when it happens) keeps every slice at column 0.
+            self.drop_columns(shared)?;
+        }
         let start = self.left.iter().copied().min().unwrap_or(0);
         let len = self.idx + 1 - start;
         let mask = if self.left.iter().all(|&l| l == start) {
@@ -397,6 +412,32 @@ mod tests {
         let (k, _, _) = back[0].full_parts().unwrap();
         assert_eq!(max_diff(&k.try_index((.., .., ..3, ..)).unwrap(), &raw_s[0].0), 0.0);
         assert_eq!(max_diff(&k.try_index((.., .., 3..5, ..)).unwrap(), &Array::ones::<f32>(&[1, 2, 2, 4]).unwrap()), 0.0);
+    }
+
+    /// A step with no mask attends from column 0: rows that all start late by the same amount
+    /// (the longer row they were padded for has left) have that padding dropped first, with
+    /// their contents kept.
+    #[test]
+    fn unmasked_steps_attend_from_column_zero() {
+        let mut b = BatchKv::default();
+        let (short, raw_s) = cache_with(3, 1, 7);
+        let (short2, raw_s2) = cache_with(3, 1, 8);
+        let (long, _) = cache_with(40, 1, 9);
+        for (name, c) in [("a", short), ("b", short2), ("l", long)] {
+            assert!(b.admit(name, c).unwrap().is_ok());
+        }
+        b.evict(2, false).unwrap();
+        assert_eq!(b.lengths(), vec![3, 3]);
+        b.begin_step().unwrap();
+        assert_eq!(b.step.as_ref().unwrap().start, 0, "an unmasked step must attend from the buffer's column 0");
+        let one = Array::ones::<f32>(&[2, 2, 1, 4]).unwrap();
+        let (keys, values, mask) = b.update(0, &one, &one).unwrap();
+        b.end_step();
+        assert!(mask.is_none());
+        assert_eq!(keys.shape(), &[2, 2, 4, 4], "the slice holds the rows' 4 positions only");
+        assert_eq!(max_diff(&keys.try_index((0..1, .., ..3, ..)).unwrap(), &raw_s[0].0), 0.0);
+        assert_eq!(max_diff(&values.try_index((1..2, .., ..3, ..)).unwrap(), &raw_s2[0].1), 0.0);
+        assert_eq!(max_diff(&keys.try_index((.., .., 3.., ..)).unwrap(), &one), 0.0);
     }
 
     /// Window-limited caches and mismatched shapes are refused and handed back intact.

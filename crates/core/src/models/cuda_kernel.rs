@@ -3,7 +3,7 @@
 //! CUDA graph, scheduled and kept alive like any other operation. Only valid on the GPU device
 //! of MLX's CUDA backend; callers check `services::runtime_info::device() == "cuda"` first.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use mlx_rs::error::Exception;
 use mlx_rs::{Array, Dtype, StreamOrDevice};
@@ -22,9 +22,10 @@ pub(crate) struct Launch<'a> {
     pub outputs: &'a [(&'a [i32], Dtype)],
     pub grid: (i32, i32, i32),
     pub block: (i32, i32, i32),
-    pub dtypes: &'a [(&'a str, Dtype)],
-    pub ints: &'a [(&'a str, i32)],
-    pub bools: &'a [(&'a str, bool)],
+    /// Template arguments by name (C string literals: no allocation per launch).
+    pub dtypes: &'a [(&'a CStr, Dtype)],
+    pub ints: &'a [(&'a CStr, i32)],
+    pub bools: &'a [(&'a CStr, bool)],
 }
 
 fn strings(names: &[&str]) -> mlx_sys::mlx_vector_string {
@@ -78,16 +79,13 @@ impl CudaKernel {
                 check(mlx_sys::mlx_fast_cuda_kernel_config_set_grid(cfg, g.0, g.1, g.2), "grid", name)?;
                 check(mlx_sys::mlx_fast_cuda_kernel_config_set_thread_group(cfg, b.0, b.1, b.2), "block", name)?;
                 for (n, d) in launch.dtypes {
-                    let c = CString::new(*n).unwrap();
-                    check(mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_dtype(cfg, c.as_ptr(), (*d).into()), "template", name)?;
+                    check(mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_dtype(cfg, n.as_ptr(), (*d).into()), "template", name)?;
                 }
                 for (n, v) in launch.ints {
-                    let c = CString::new(*n).unwrap();
-                    check(mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_int(cfg, c.as_ptr(), *v), "template", name)?;
+                    check(mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_int(cfg, n.as_ptr(), *v), "template", name)?;
                 }
                 for (n, v) in launch.bools {
-                    let c = CString::new(*n).unwrap();
-                    check(mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_bool(cfg, c.as_ptr(), *v), "template", name)?;
+                    check(mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_bool(cfg, n.as_ptr(), *v), "template", name)?;
                 }
                 let raw_inputs: Vec<mlx_sys::mlx_array> = inputs.iter().map(|a| a.as_ptr()).collect();
                 let ins = mlx_sys::mlx_vector_array_new_data(raw_inputs.as_ptr(), raw_inputs.len());

@@ -49,18 +49,46 @@ pub(crate) fn full(q: &Array, k: &Array, v: &Array, scale: f32) -> MlxResult<Arr
     }
 }
 
+/// What every layer of one pass shares in `explicit_causal`: the causal mask for (queries, keys)
+/// and the scale in the activations' dtype. Built by the first layer and reused by the others
+/// (a verification pass would otherwise build the same mask — a handful of kernels — per layer).
+struct PassConstants {
+    key: (i32, i32, mlx_rs::Dtype, u32),
+    allowed: Array,
+    scale: Array,
+}
+
+thread_local! {
+    static PASS: std::cell::RefCell<Option<PassConstants>> = const { std::cell::RefCell::new(None) };
+}
+
+/// (allowed [l, n], scale) for `l` queries over `n` keys, the same arrays for every layer of a pass.
+fn pass_constants(l: i32, n: i32, dtype: mlx_rs::Dtype, scale: f32) -> MlxResult<(Array, Array)> {
+    let key = (l, n, dtype, scale.to_bits());
+    PASS.with(|p| {
+        let mut p = p.borrow_mut();
+        if let Some(c) = p.as_ref().filter(|c| c.key == key) {
+            return Ok((c.allowed.clone(), c.scale.clone()));
+        }
+        // Query i sits at position n - l + i and sees keys 0..=n - l + i.
+        let keys = Array::arange::<i32, i32>(None, n, None)?.reshape(&[1, n])?;
+        let last = ops::add(&Array::arange::<i32, i32>(None, l, None)?.reshape(&[l, 1])?, &Array::from_int(n - l))?;
+        let allowed = ops::le(&keys, &last)?;
+        let scale = Array::from_f32(scale).as_dtype(dtype)?;
+        *p = Some(PassConstants { key, allowed: allowed.clone(), scale: scale.clone() });
+        Ok((allowed, scale))
+    })
+}
+
 /// softmax(q·kᵀ·scale + causal mask)·v with grouped-query heads broadcast, not repeated.
 pub(crate) fn explicit_causal(q: &Array, k: &Array, v: &Array, scale: f32) -> MlxResult<Array> {
     let (h, l, d) = (q.shape()[1], q.shape()[2], q.shape()[3]);
     let (hkv, n) = (k.shape()[1], k.shape()[2]);
     let g = h / hkv;
-    let q = ops::multiply(&q.reshape(&[1, hkv, g, l, d])?, &Array::from_f32(scale).as_dtype(q.dtype())?)?;
+    let (allowed, scale) = pass_constants(l, n, q.dtype(), scale)?;
+    let q = ops::multiply(&q.reshape(&[1, hkv, g, l, d])?, &scale)?;
     let kt = k.reshape(&[1, hkv, 1, n, d])?.transpose_axes(&[0, 1, 2, 4, 3])?;
     let scores = ops::matmul(&q, &kt)?.as_dtype(mlx_rs::Dtype::Float32)?; // [1, hkv, g, l, n]
-    // Query i sits at position n - l + i and sees keys 0..=n - l + i.
-    let keys = Array::arange::<i32, i32>(None, n, None)?.reshape(&[1, n])?;
-    let last = ops::add(&Array::arange::<i32, i32>(None, l, None)?.reshape(&[l, 1])?, &Array::from_int(n - l))?;
-    let allowed = ops::le(&keys, &last)?;
     let scores = ops::select(&allowed, &scores, &Array::from_f32(f32::NEG_INFINITY))?;
     let probs = ops::softmax_axes(&scores, &[-1], true)?.as_dtype(v.dtype())?;
     let out = ops::matmul(&probs, &v.reshape(&[1, hkv, 1, n, d])?)?; // [1, hkv, g, l, d]
@@ -70,6 +98,7 @@ pub(crate) fn explicit_causal(q: &Array, k: &Array, v: &Array, scale: f32) -> Ml
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mlx_rs::ops::indexing::TryIndexOp;
 
     /// The explicit form equals MLX's fused causal attention (GQA, keys longer than queries).
     #[test]
@@ -86,5 +115,14 @@ mod tests {
         let unmasked = fast::scaled_dot_product_attention(&q, &k, &v, 0.25, None, None).unwrap();
         let diff = ops::max(&ops::abs(&ops::subtract(&unmasked, &ours).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
         assert!(diff > 1e-2, "mask had no effect: {diff}");
+        // the next layer of the same pass reuses the mask; a pass of another shape gets its own
+        let again = explicit_causal(&q, &k, &v, 0.25).unwrap();
+        let diff = ops::max(&ops::abs(&ops::subtract(&again, &ours).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
+        assert_eq!(diff, 0.0);
+        let (q3, k3, v3) = (q.try_index((.., .., ..3, ..)).unwrap(), k.try_index((.., .., ..20, ..)).unwrap(), v.try_index((.., .., ..20, ..)).unwrap());
+        let fused = fast::scaled_dot_product_attention(&q3, &k3, &v3, 0.25, ScaledDotProductAttentionMask::Causal, None).unwrap();
+        let ours = explicit_causal(&q3, &k3, &v3, 0.25).unwrap();
+        let diff = ops::max(&ops::abs(&ops::subtract(&fused, &ours).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
+        assert!(diff < 1e-5, "after a pass of another shape: max |Δ| = {diff}");
     }
 }
