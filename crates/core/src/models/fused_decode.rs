@@ -21,12 +21,59 @@ use super::cuda_kernel::{CudaKernel, Launch};
 
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
-/// Whether decode passes use the fused kernels: on MLX's CUDA backend, unless switched off.
+/// Whether decode passes use the fused kernels: on MLX's CUDA backend, unless switched off, and
+/// only once a self-check on this machine has compiled them and found their results identical
+/// to MLX's operations (a driver or toolkit where NVRTC cannot build them, or any difference,
+/// leaves the engine on MLX's operations with a warning instead of failing requests).
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
-        crate::services::runtime_info::device() == "cuda" && !std::env::var("MLX_SERVING_CUDA_KERNELS").is_ok_and(|v| v == "0")
+        if crate::services::runtime_info::device() != "cuda" || std::env::var("MLX_SERVING_CUDA_KERNELS").is_ok_and(|v| v == "0") {
+            return false;
+        }
+        match self_check() {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!("fused CUDA decode kernels differ from MLX's operations on this machine; using MLX's operations");
+                false
+            }
+            Err(e) => {
+                tracing::warn!("fused CUDA decode kernels unavailable ({}); using MLX's operations", e.what());
+                false
+            }
+        }
     })
+}
+
+/// Both kernels on small random inputs against the MLX operations they replace: exact equality.
+fn self_check() -> MlxResult<bool> {
+    use mlx_rs::fast;
+    use mlx_rs::ops::{self, indexing::TryIndexOp};
+    let normal = |shape: &[i32], seed: u64| -> MlxResult<Array> {
+        mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed)?))?.as_dtype(Dtype::Bfloat16)
+    };
+    let (x, d, w) = (normal(&[1, 3, 2048], 1)?, normal(&[1, 3, 2048], 2)?, normal(&[2048], 3)?);
+    let Some((h, y)) = add_rms_norm(&x, &d, &w, 1e-5)? else { return Ok(false) };
+    let h_ref = ops::add(&x, &d)?;
+    let y_ref = fast::rms_norm(&h_ref, Some(&w), 1e-5)?;
+    let (heads, kv_heads, dim) = (4, 2, 64);
+    let product = normal(&[1, 3, (heads + 2 * kv_heads) * dim], 4)?;
+    let positions = Array::from_slice(&[5, 17, 300], &[3]);
+    let rope = RopeParams { traditional: false, base_log2: 10000f32.log2(), freqs: None, scale: 1.0 };
+    let (q, k, v) = decode_heads(&product, &positions, &HeadLayout { heads, kv_heads, head_dim: dim, rope: &rope, norms: None })?;
+    let part = |a: i32, b: i32| -> MlxResult<Array> { product.try_index((.., .., a * dim..b * dim))?.reshape(&[3, b - a, 1, dim]) };
+    let rotated = |t: Array| fast::rope_dynamic(&t, dim, false, 10000f32, 1.0, &positions, None);
+    let pairs = [
+        (h, h_ref),
+        (y, y_ref),
+        (q, rotated(part(0, heads)?)?),
+        (k, rotated(part(heads, heads + kv_heads)?)?),
+        (v, part(heads + kv_heads, heads + 2 * kv_heads)?),
+    ];
+    let equal: Vec<Array> = pairs.iter().map(|(got, want)| ops::array_eq(got, want, false)).collect::<MlxResult<_>>()?;
+    // evaluated here, so a kernel NVRTC cannot build is an error returned, not a panic
+    mlx_rs::transforms::eval(equal.iter())?;
+    Ok(equal.iter().all(|e| e.try_item_exact::<bool>().unwrap_or(false)))
 }
 
 /// Elements per vector load in MLX's normalization kernels (16 bytes).
