@@ -204,10 +204,15 @@ pub(crate) fn segment_logits(h: &Array, segs: &[Segment<'_>], project: impl FnOn
 
 /// The final RMSNorm and the output head: an untied `lm_head`, else the tied embedding.
 pub(crate) fn output_head(h: &Array, norm: &Array, eps: f32, lm_head: Option<&super::linear::Linear>, embed: &super::linear::Embedding) -> MlxResult<Array> {
-    let h = mlx_rs::fast::rms_norm(h, Some(norm), eps)?;
+    output_projection(&mlx_rs::fast::rms_norm(h, Some(norm), eps)?, lm_head, embed)
+}
+
+/// The output projection alone (hidden states already through the final norm): an untied
+/// `lm_head`, else the tied embedding.
+pub(crate) fn output_projection(normed: &Array, lm_head: Option<&super::linear::Linear>, embed: &super::linear::Embedding) -> MlxResult<Array> {
     match lm_head {
-        Some(head) => head.forward(&h),
-        None => embed.as_linear(&h),
+        Some(head) => head.forward(normed),
+        None => embed.as_linear(normed),
     }
 }
 

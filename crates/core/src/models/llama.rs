@@ -6,7 +6,7 @@
 use mlx_rs::fast;
 use mlx_rs::{ops, Array};
 
-use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, segment_logits, DecoderStack, Segment};
+use super::causal::{embedding_arrays, input_ids, linear_arrays, output_head, output_projection, segment_logits, DecoderStack, Segment};
 use super::config::ModelConfig;
 use super::linear::{Embedding, Linear, Projections};
 use super::attention::{decode_attention, decode_positions, segment_attention, AttnSpec};
@@ -155,14 +155,6 @@ impl LlamaModel {
         Ok(Some(normed))
     }
 
-    /// The output head alone (on hidden states already through the final norm).
-    fn head(&self, normed: &Array) -> MlxResult<Array> {
-        match &self.lm_head {
-            Some(head) => head.forward(normed),
-            None => self.embed_tokens.as_linear(normed),
-        }
-    }
-
     fn attention(&self, a: &Attention, layer: usize, x: &Array, segs: &mut [Segment<'_>], rot: Option<&RotaryTables>) -> MlxResult<Array> {
         let c = &self.config;
         let spec = AttnSpec { tables: rot, ..AttnSpec::standard(c, &self.rope, a.q_norm.as_ref(), a.k_norm.as_ref()) };
@@ -229,7 +221,7 @@ impl DecoderStack for LlamaModel {
 
     fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         if let Some(normed) = self.decode_hidden_fused(segs)? {
-            return segment_logits(&normed, segs, |h| self.head(h));
+            return segment_logits(&normed, segs, |h| output_projection(h, self.lm_head.as_ref(), &self.embed_tokens));
         }
         let h = self.hidden_states(segs)?;
         segment_logits(&h, segs, |h| self.project(h))
