@@ -9,7 +9,7 @@
 use mlx_rs::fast;
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array, Dtype};
-use mlx_serving_core::models::fused_decode::{add_rms_norm, decode_heads, HeadLayout, RopeParams};
+use mlx_serving_core::models::fused_decode::{add_rms_norm, decode_heads, swiglu_rows, HeadLayout, RopeParams};
 
 fn normal(shape: &[i32], seed: u64, dtype: Dtype) -> Array {
     let key = mlx_rs::random::key(seed).unwrap();
@@ -84,6 +84,19 @@ fn main() {
                 report(format!("{name} k"), compare(&k, &rot(part(h, h + hkv), &kw)));
                 report(format!("{name} v"), compare(&v, &part(h + hkv, h + 2 * hkv)));
             }
+        }
+    }
+    // silu(gate)·up read out of the fused gate/up product, against MLX's ops on the parts (the
+    // same functors, each result rounded to the dtype, as MLX's compiled SwiGLU)
+    for dtype in [Dtype::Bfloat16, Dtype::Float16, Dtype::Float32] {
+        for (f, rows) in [(8192, 2), (9728, 16), (96, 5)] {
+            seed += 5;
+            let product = normal(&[1, rows, 2 * f], seed, dtype);
+            let got = swiglu_rows(&product, f).unwrap();
+            let g = product.try_index((.., .., ..f)).unwrap();
+            let u = product.try_index((.., .., f..)).unwrap();
+            let want = ops::multiply(&ops::multiply(&g, &ops::sigmoid(&g).unwrap()).unwrap(), &u).unwrap();
+            report(format!("swiglu_rows {dtype:?} f={f} rows={rows}"), compare(&got, &want));
         }
     }
     println!("failures={failures}");

@@ -8,7 +8,10 @@
 //!   returning both the sum and the normalized rows — two kernels become one, twice a layer;
 //! - `decode_heads`: from the fused q/k/v product, each head's query, key and value: split,
 //!   per-head RMSNorm of q and k (qwen3) and rotary embedding at each row's position (MLX's
-//!   `rms_norm` + `rope`) — up to six kernels (and, for several rows, three copies) become one.
+//!   `rms_norm` + `rope`) — up to six kernels (and, for several rows, three copies) become one;
+//! - `swiglu_rows`: silu(gate)·up of several rows read straight out of the fused gate/up product
+//!   with MLX's own element-wise functors (what its compiled `swiglu` runs): the two part copies
+//!   of stacked rows disappear. Gated by its own self-check (`swiglu_enabled`).
 //!
 //! `MLX_SERVING_CUDA_KERNELS=0` turns them off (A/B measurements, or a driver where NVRTC fails).
 
@@ -346,6 +349,82 @@ pub fn decode_heads(product: &Array, positions: &Array, l: &HeadLayout<'_>) -> M
     })?;
     let mut out = out.into_iter();
     Ok((out.next().expect("q"), out.next().expect("k"), out.next().expect("v")))
+}
+
+/// MLX's element-wise functors, as its compiled kernels include them.
+const ELEMENTWISE_HEADER: &str = "#include \"mlx/backend/cuda/device/binary_ops.cuh\"\n#include \"mlx/backend/cuda/device/unary_ops.cuh\"\n";
+
+/// One thread per output element; the same functor calls and intermediate types as the kernel
+/// MLX compiles for `silu(g) * u` (activation.rs), so the same bits.
+const SWIGLU_ROWS_SOURCE: &str = r#"
+  const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  const size_t n = (size_t)p_shape[1] * F;
+  if (i >= n) return;
+  const size_t r = i / F, c = i % F;
+  T g = p[r * 2 * F + c];
+  T u = p[r * 2 * F + F + c];
+  T s = Sigmoid{}(g);
+  T gs = Multiply{}(g, s);
+  y[i] = Multiply{}(gs, u);
+"#;
+
+thread_local! {
+    static SWIGLU_ROWS: OnceCell<CudaKernel> = const { OnceCell::new() };
+}
+
+/// Whether `swiglu_rows` may replace the split + compiled SwiGLU of stacked rows: CUDA, kernels
+/// on, and its own one-time self-check passed (exact equality with MLX's compiled kernel).
+pub fn swiglu_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        if !enabled() {
+            return false;
+        }
+        let check = || -> MlxResult<bool> {
+            let f = 96;
+            let key = mlx_rs::random::key(7)?;
+            let product = mlx_rs::random::normal::<f32>(&[1, 3, 2 * f], None, None, Some(&key))?.as_dtype(Dtype::Bfloat16)?;
+            let got = swiglu_rows(&product, f)?;
+            let parts = super::linear::split_last(&product, &[f])?;
+            let want = super::activation::swiglu(&parts[0], &parts[1])?;
+            let equal = mlx_rs::ops::array_eq(&got, &want, false)?;
+            mlx_rs::transforms::eval([&equal])?;
+            Ok(equal.try_item_exact::<bool>().unwrap_or(false))
+        };
+        match check() {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!("fused SwiGLU kernel differs from MLX's compiled one on this machine; using MLX's");
+                false
+            }
+            Err(e) => {
+                tracing::warn!("fused SwiGLU kernel unavailable ({}); using MLX's", e.what());
+                false
+            }
+        }
+    })
+}
+
+/// product: the fused gate/up projection [1, rows, 2·f] (gate then up, contiguous) →
+/// silu(gate)·up [1, rows, f].
+pub fn swiglu_rows(product: &Array, f: i32) -> MlxResult<Array> {
+    let rows = product.shape()[1];
+    let dtype = product.dtype();
+    let out = SWIGLU_ROWS.with(|k| {
+        let k = k.get_or_init(|| CudaKernel::new("swiglu_rows", &["p"], &["y"], SWIGLU_ROWS_SOURCE, ELEMENTWISE_HEADER));
+        k.apply(
+            &[product],
+            &Launch {
+                outputs: &[(&[1, rows, f], dtype)],
+                grid: (rows * f, 1, 1),
+                block: (256, 1, 1),
+                dtypes: &[(c"T", dtype)],
+                ints: &[(c"F", f)],
+                bools: &[],
+            },
+        )
+    })?;
+    Ok(out.into_iter().next().expect("one output"))
 }
 
 #[cfg(test)]

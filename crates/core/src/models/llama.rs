@@ -146,8 +146,7 @@ impl LlamaModel {
             let (q, k, v) = fused_decode::decode_heads(&product, &positions, &layout)?;
             let attn = b.attn.o_proj.forward(&decode_attention(&spec, li, &q, &k, &v, segs)?)?;
             let (h, normed_mlp) = add_rms_norm(&x, &attn, &b.post_attention_layernorm, eps)?;
-            let gate_up = b.mlp.gate_up.forward(&normed_mlp)?;
-            let mlp = b.mlp.down_proj.forward(&swiglu(&gate_up[0], &gate_up[1])?)?;
+            let mlp = b.mlp.down_proj.forward(&decode_swiglu(&b.mlp.gate_up, &normed_mlp)?)?;
             // the next layer's input norm, or after the last layer the final norm
             let next = self.layers.get(li + 1).map_or(&self.norm, |n| &n.input_layernorm);
             (x, normed) = add_rms_norm(&h, &mlp, next, eps)?;
@@ -226,6 +225,21 @@ impl DecoderStack for LlamaModel {
         let h = self.hidden_states(segs)?;
         segment_logits(&h, segs, |h| self.project(h))
     }
+}
+
+/// silu(gate)·up of a decode pass: several rows read their parts straight out of the fused
+/// product (`fused_decode::swiglu_rows`, where its self-check passed) instead of copying them
+/// out; one row (whose parts are views already) and everything else use the compiled SwiGLU.
+fn decode_swiglu(gate_up: &Projections, x: &Array) -> MlxResult<Array> {
+    if x.shape()[1] > 1 && fused_decode::swiglu_enabled() {
+        if let Some(product) = gate_up.product(x) {
+            let product = product?;
+            let f = product.shape()[2] / 2;
+            return fused_decode::swiglu_rows(&product, f);
+        }
+    }
+    let parts = gate_up.forward(x)?;
+    swiglu(&parts[0], &parts[1])
 }
 
 /// h = x + d and rms_norm(h)·w: one fused kernel where it applies, else MLX's two operations.
