@@ -34,18 +34,32 @@ pub fn enabled() -> bool {
         if crate::services::runtime_info::device() != "cuda" || std::env::var("MLX_SERVING_CUDA_KERNELS").is_ok_and(|v| v == "0") {
             return false;
         }
-        match self_check() {
-            Ok(true) => true,
-            Ok(false) => {
-                tracing::warn!("fused CUDA decode kernels differ from MLX's operations on this machine; using MLX's operations");
-                false
-            }
-            Err(e) => {
-                tracing::warn!("fused CUDA decode kernels unavailable ({}); using MLX's operations", e.what());
-                false
-            }
-        }
+        passes_self_check("fused CUDA decode kernels", self_check)
     })
+}
+
+/// Runs a kernel's self-check once: `true` when it compiled and matched MLX exactly; otherwise
+/// a warning naming `what` and `false` (the caller keeps MLX's operations).
+fn passes_self_check(what: &str, check: impl FnOnce() -> MlxResult<bool>) -> bool {
+    match check() {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::warn!("{what}: results differ from MLX's operations on this machine; using MLX's operations");
+            false
+        }
+        Err(e) => {
+            tracing::warn!("{what}: unavailable ({}); using MLX's operations", e.what());
+            false
+        }
+    }
+}
+
+/// Whether every (got, want) pair is exactly equal; evaluated here, so a kernel NVRTC cannot
+/// build is an error returned, not a panic.
+fn all_equal(pairs: &[(Array, Array)]) -> MlxResult<bool> {
+    let equal: Vec<Array> = pairs.iter().map(|(got, want)| mlx_rs::ops::array_eq(got, want, false)).collect::<MlxResult<_>>()?;
+    mlx_rs::transforms::eval(equal.iter())?;
+    Ok(equal.iter().all(|e| e.try_item_exact::<bool>().unwrap_or(false)))
 }
 
 /// Both kernels on small random inputs against the MLX operations they replace: exact equality.
@@ -73,10 +87,7 @@ fn self_check() -> MlxResult<bool> {
         (k, rotated(part(heads, heads + kv_heads)?)?),
         (v, part(heads + kv_heads, heads + 2 * kv_heads)?),
     ];
-    let equal: Vec<Array> = pairs.iter().map(|(got, want)| ops::array_eq(got, want, false)).collect::<MlxResult<_>>()?;
-    // evaluated here, so a kernel NVRTC cannot build is an error returned, not a panic
-    mlx_rs::transforms::eval(equal.iter())?;
-    Ok(equal.iter().all(|e| e.try_item_exact::<bool>().unwrap_or(false)))
+    all_equal(&pairs)
 }
 
 /// Elements per vector load in MLX's normalization kernels (16 bytes).
@@ -380,28 +391,15 @@ pub fn swiglu_enabled() -> bool {
         if !enabled() {
             return false;
         }
-        let check = || -> MlxResult<bool> {
+        passes_self_check("fused SwiGLU kernel", || {
             let f = 96;
             let key = mlx_rs::random::key(7)?;
             let product = mlx_rs::random::normal::<f32>(&[1, 3, 2 * f], None, None, Some(&key))?.as_dtype(Dtype::Bfloat16)?;
             let got = swiglu_rows(&product, f)?;
             let parts = super::linear::split_last(&product, &[f])?;
             let want = super::activation::swiglu(&parts[0], &parts[1])?;
-            let equal = mlx_rs::ops::array_eq(&got, &want, false)?;
-            mlx_rs::transforms::eval([&equal])?;
-            Ok(equal.try_item_exact::<bool>().unwrap_or(false))
-        };
-        match check() {
-            Ok(true) => true,
-            Ok(false) => {
-                tracing::warn!("fused SwiGLU kernel differs from MLX's compiled one on this machine; using MLX's");
-                false
-            }
-            Err(e) => {
-                tracing::warn!("fused SwiGLU kernel unavailable ({}); using MLX's", e.what());
-                false
-            }
-        }
+            all_equal(&[(got, want)])
+        })
     })
 }
 
