@@ -71,9 +71,7 @@ fn pass_constants(l: i32, n: i32, dtype: mlx_rs::Dtype, scale: f32) -> MlxResult
             return Ok((c.allowed.clone(), c.scale.clone()));
         }
         // Query i sits at position n - l + i and sees keys 0..=n - l + i.
-        let keys = Array::arange::<i32, i32>(None, n, None)?.reshape(&[1, n])?;
-        let last = ops::add(&Array::arange::<i32, i32>(None, l, None)?.reshape(&[l, 1])?, &Array::from_int(n - l))?;
-        let allowed = ops::le(&keys, &last)?;
+        let allowed = crate::generation::kv_cache::causal_mask(l, n - l, None)?;
         let scale = Array::from_f32(scale).as_dtype(dtype)?;
         *p = Some(PassConstants { key, allowed: allowed.clone(), scale: scale.clone() });
         Ok((allowed, scale))
