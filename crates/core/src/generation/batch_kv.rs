@@ -193,17 +193,19 @@ impl BatchKv {
         Ok(())
     }
 
-    /// Drops the columns no row holds any more, once they add up to a block.
+    /// Drops the columns no row holds any more (after an eviction), once they add up to a block
+    /// — or whenever every remaining row starts at the same late column. Such rows need no mask,
+    /// and an unmasked slice that does not start at column 0 is read wrongly by MLX 0.32's CUDA
+    /// decode attention: when the rows fill the buffer it takes cuDNN's path, which rebuilds the
+    /// whole buffer from the slice's offset as if the slice began at column 0 (`unslice_kv`),
+    /// attending to the padding instead of the newest positions. (Only an eviction can leave all
+    /// rows starting late: admission never does.)
     fn drop_shared_padding(&mut self) -> MlxResult<()> {
         let unused = self.left.iter().copied().min().unwrap_or(0);
-        if unused < STEP {
+        let unmasked = self.left.iter().all(|&l| l == unused);
+        if unused == 0 || (unused < STEP && !unmasked) {
             return Ok(());
         }
-        self.drop_columns(unused)
-    }
-
-    /// Drops the first `unused` columns (no row holds them).
-    fn drop_columns(&mut self, unused: i32) -> MlxResult<()> {
         // Copied out, not kept as views with an offset into the old buffers: later steps write
         // into these in place, and offset views are where MLX's CUDA backend went wrong before
         // (models/linear.rs::split_last).
@@ -254,16 +256,6 @@ impl BatchKv {
     pub fn begin_step(&mut self) -> MlxResult<()> {
         let rows = self.left.len() as i32;
         self.reserve(rows, self.idx + 1, self.layers.len())?;
-        let shared = self.left.first().copied().unwrap_or(0);
-        if shared > 0 && self.left.iter().all(|&l| l == shared) {
-            // Every row starts late by the same amount, so the step needs no mask — and an
-            // unmasked slice that does not start at column 0 is read wrongly by MLX 0.32's CUDA
-            // decode attention: when the rows fill the buffer it takes cuDNN's path, which
-            // rebuilds the whole buffer from the slice's offset as if the slice began at column 0
-            // (`unslice_kv`), attending to the padding instead of the newest positions. Dropping
-            // the shared padding (one copy, only when it happens) keeps every slice at column 0.
-            self.drop_columns(shared)?;
-        }
         let start = self.left.iter().copied().min().unwrap_or(0);
         let len = self.idx + 1 - start;
         let mask = if self.left.iter().all(|&l| l == start) {
