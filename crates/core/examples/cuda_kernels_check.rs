@@ -1,4 +1,4 @@
-//! GPU check of the fused decode kernels (`models::fused_decode`): each kernel against the MLX
+//! GPU check of the fused decode kernels (`models::fused_decode`, `models::rows_matmul`): each kernel against the MLX
 //! operations it replaces, on random inputs, element by element. The kernels are written to do
 //! the same arithmetic in the same order, so the expected mismatch count is 0. Needs MLX's CUDA
 //! backend (the kernels exist only there). Prints one line per case and exits non-zero on any
@@ -10,6 +10,7 @@ use mlx_rs::fast;
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array, Dtype};
 use mlx_serving_core::models::fused_decode::{add_rms_norm, decode_heads, swiglu_rows, HeadLayout, RopeParams};
+use mlx_serving_core::models::rows_matmul;
 
 fn normal(shape: &[i32], seed: u64, dtype: Dtype) -> Array {
     let key = mlx_rs::random::key(seed).unwrap();
@@ -99,6 +100,33 @@ fn main() {
             report(format!("swiglu_rows {dtype:?} f={f} rows={rows}"), compare(&got, &want));
         }
     }
+    // few-row tensor-core products: within bf16/f16 rounding of an f32 product (cuBLAS's own
+    // error printed beside it), and each row the same whatever rows are beside it; the shapes
+    // cover each tile count and a partial last column tile (n = 44)
+    let mut inexact = 0;
+    for dtype in [Dtype::Bfloat16, Dtype::Float16] {
+        for (k, n) in [(2048, 3072), (8192, 2048), (2560, 19456), (2048, 128256), (96, 44)] {
+            let w = normal(&[n, k], seed, dtype);
+            let x16 = normal(&[1, 16, k], seed + 1, dtype);
+            let exact = ops::matmul(&x16.as_dtype(Dtype::Float32).unwrap(), &w.as_dtype(Dtype::Float32).unwrap().transpose().unwrap()).unwrap();
+            let cublas = rows_matmul::relative_error(&ops::matmul(&x16, &w.transpose().unwrap()).unwrap(), &exact).unwrap();
+            for c in [1, 2, 4] {
+                seed += 3;
+                let all = rows_matmul::launch(&x16, &w, c).unwrap();
+                let err = rows_matmul::relative_error(&all, &exact).unwrap();
+                let ok = err <= 1e-2;
+                println!("rows_matmul {dtype:?} k={k} n={n} tiles/warp={c}: relative error {err:e} (cuBLAS {cublas:e}){}", if ok { "" } else { " FAIL" });
+                if !ok {
+                    inexact += 1;
+                }
+                for rows in [2, 5, 9] {
+                    let part = rows_matmul::launch(&x16.try_index((.., ..rows, ..)).unwrap(), &w, c).unwrap();
+                    report(format!("rows_matmul {dtype:?} k={k} n={n} tiles/warp={c} rows={rows} vs the same rows of 16"), compare(&part, &all.try_index((.., ..rows, ..)).unwrap()));
+                }
+            }
+        }
+    }
+    let failures = failures + inexact;
     println!("failures={failures}");
     std::process::exit(if failures == 0 { 0 } else { 1 });
 }

@@ -6,7 +6,7 @@ pub mod commands;
 mod decode_batch;
 pub mod exit_guard;
 pub mod scheduler;
-mod step_trace;
+pub(crate) mod step_trace;
 mod vision;
 mod worker;
 

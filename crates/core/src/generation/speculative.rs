@@ -20,11 +20,13 @@
 //! all positions with one history) — see [`GenerationStream::enable_speculation`].
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use mlx_rs::ops::indexing::argmax_axis;
 use mlx_rs::{ops, Array, Dtype};
 
 use super::{GenerationStream, Step};
+use crate::engine::step_trace;
 use crate::error::EngineResult;
 use crate::generation::kv_cache::KvCache;
 use crate::generation::sampler::log_softmax;
@@ -131,6 +133,7 @@ impl GenerationStream {
         //    Greedy proposals stay on the device: each draft pass is fed the previous pass's
         //    argmax lazily, and the verification pass below is built on them too, so the host
         //    waits for the device once per round instead of once per proposal.
+        let clock = step_trace::enabled().then(Instant::now);
         let mut drafts: Vec<u32> = Vec::with_capacity(k);
         let mut lazy_drafts: Vec<Array> = Vec::with_capacity(k);
         let mut q_rows: Vec<Vec<f64>> = Vec::with_capacity(k);
@@ -150,7 +153,12 @@ impl GenerationStream {
                 };
                 spec.fed += if i == 0 { input.len() } else { 1 };
                 if greedy {
-                    lazy_drafts.push(argmax_axis(&logits, -1, None)?.as_dtype(Dtype::Int32)?.reshape(&[1])?);
+                    let d = argmax_axis(&logits, -1, None)?.as_dtype(Dtype::Int32)?.reshape(&[1])?;
+                    // Hand this proposal to the device now: it computes while the host builds
+                    // the next draft pass and the verification pass (otherwise the device would
+                    // idle until the whole round's graph was built).
+                    mlx_rs::transforms::async_eval([&d])?;
+                    lazy_drafts.push(d);
                 } else {
                     let f = self.sampler.filtered_logprobs(&logits)?;
                     f.eval()?;
@@ -162,6 +170,8 @@ impl GenerationStream {
                 }
             }
         }
+
+        let drafted = clock.map(|c| c.elapsed());
 
         // 2. Target verification: y and every proposal in one pass, logits for each position.
         let placeholder = vec![0u32; k + 1];
@@ -176,10 +186,12 @@ impl GenerationStream {
         let logits = self.model.model.forward_all(&verify, verify_ids.as_ref(), &mut self.cache)?.as_dtype(Dtype::Float32)?;
 
         // 3. Acceptance.
+        let verified;
         let (n, emitted): (usize, Vec<(u32, f32)>) = if greedy {
             let ids = argmax_axis(&logits, -1, None)?.as_dtype(Dtype::Uint32)?;
             let lps = ops::max_axis(&log_softmax(&logits)?, -1, false)?;
             let fed = verify_ids.expect("greedy rounds verify device ids");
+            verified = clock.map(|c| c.elapsed());
             mlx_rs::transforms::eval([&ids, &lps, &fed])?;
             drafts = fed.as_slice::<i32>()[1..].iter().map(|&d| d as u32).collect();
             let (ids, lps) = (ids.as_slice::<u32>(), lps.as_slice::<f32>());
@@ -187,6 +199,7 @@ impl GenerationStream {
             (n, (0..=n).map(|i| (ids[i], lps[i])).collect())
         } else {
             let f = self.sampler.filtered_logprobs(&logits)?;
+            verified = clock.map(|c| c.elapsed());
             f.eval()?;
             let all = f.as_slice::<f32>();
             let vocab = all.len() / (k + 1);
@@ -197,6 +210,7 @@ impl GenerationStream {
         };
         spec.proposed += k as u64;
         spec.accepted += n as u64;
+        let waited = clock.map(|c| c.elapsed());
 
         // 4. Rollback: the target keeps y + the n accepted proposals; the draft keeps what of
         //    y + d1..d(k-1) survived (an accepted last proposal is fed next round).
@@ -212,6 +226,9 @@ impl GenerationStream {
         }
         self.kv_tokens.push(y);
         self.kv_tokens.extend_from_slice(&drafts[..n]);
+        if let (Some(c), Some(d), Some(v), Some(w)) = (clock, drafted, verified, waited) {
+            step_trace::record_round(k, n, [d, v - d, w - v, c.elapsed() - w]);
+        }
         Ok(emitted)
     }
 }

@@ -40,7 +40,7 @@ pub fn enabled() -> bool {
 
 /// Runs a kernel's self-check once: `true` when it compiled and matched MLX exactly; otherwise
 /// a warning naming `what` and `false` (the caller keeps MLX's operations).
-fn passes_self_check(what: &str, check: impl FnOnce() -> MlxResult<bool>) -> bool {
+pub(crate) fn passes_self_check(what: &str, check: impl FnOnce() -> MlxResult<bool>) -> bool {
     match check() {
         Ok(true) => true,
         Ok(false) => {
@@ -56,7 +56,7 @@ fn passes_self_check(what: &str, check: impl FnOnce() -> MlxResult<bool>) -> boo
 
 /// Whether every (got, want) pair is exactly equal; evaluated here, so a kernel NVRTC cannot
 /// build is an error returned, not a panic.
-fn all_equal(pairs: &[(Array, Array)]) -> MlxResult<bool> {
+pub(crate) fn all_equal(pairs: &[(Array, Array)]) -> MlxResult<bool> {
     let equal: Vec<Array> = pairs.iter().map(|(got, want)| mlx_rs::ops::array_eq(got, want, false)).collect::<MlxResult<_>>()?;
     mlx_rs::transforms::eval(equal.iter())?;
     Ok(equal.iter().all(|e| e.try_item_exact::<bool>().unwrap_or(false)))

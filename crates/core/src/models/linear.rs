@@ -47,7 +47,7 @@ impl Linear {
             // bias folded into the product, as MLX's nn.Linear (mlx-lm, mlx-vlm) does: one
             // rounding instead of two, which in bf16 changes most outputs by an ulp
             Linear::Dense { weight, bias: Some(b) } => return ops::addmm(b, x, &weight.transpose()?, None, None),
-            Linear::Dense { weight, bias } => (ops::matmul(x, &weight.transpose()?)?, bias),
+            Linear::Dense { weight, bias } => (dense_product(x, weight)?, bias),
             Linear::Quantized { q, bias } => (
                 ops::quantized_matmul(x, &q.weight, &q.scales, &q.biases, true, q.group_size, q.bits)?,
                 bias,
@@ -98,9 +98,18 @@ impl Embedding {
     /// x: [.., hidden] → logits [.., vocab] (tied output projection).
     pub fn as_linear(&self, x: &Array) -> Result<Array, mlx_rs::error::Exception> {
         match self {
-            Embedding::Dense(table) => ops::matmul(x, &table.transpose()?),
+            Embedding::Dense(table) => dense_product(x, table),
             Embedding::Quantized(q) => ops::quantized_matmul(x, &q.weight, &q.scales, &q.biases, true, q.group_size, q.bits),
         }
+    }
+}
+
+/// x · wᵀ for a dense weight w [out, in]: 2–16 rows on CUDA go through `rows_matmul` (one
+/// bandwidth-bound read of the weights for all rows, where cuBLAS's small tiles are slower).
+fn dense_product(x: &Array, w: &Array) -> Result<Array, mlx_rs::error::Exception> {
+    match super::rows_matmul::matmul(x, w)? {
+        Some(y) => Ok(y),
+        None => ops::matmul(x, &w.transpose()?),
     }
 }
 

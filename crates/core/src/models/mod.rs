@@ -18,6 +18,7 @@ pub mod moe;
 pub mod phi3;
 pub mod qwen3_moe;
 pub mod rope;
+pub mod rows_matmul;
 pub(crate) mod sdpa;
 pub mod weights;
 
