@@ -66,7 +66,7 @@ fn main() {
                     ops::power(&Array::from_f32(500000.0), &ops::divide(&f, &Array::from_f32(d as f32)).unwrap()).unwrap()
                 });
                 let base = 10000f32;
-                let rope = RopeParams { traditional, base_log2: base.log2(), freqs: freqs.clone(), scale: 1.0 };
+                let rope = RopeParams { traditional, base, freqs: freqs.clone(), scale: 1.0 };
                 let layout = HeadLayout { heads: h, kv_heads: hkv, head_dim: d, rope: &rope, norms: norm.then_some((&qw, &kw, 1e-6)) };
                 let (q, k, v) = decode_heads(&product, &positions, &layout).unwrap();
                 // the MLX operations the unfused decode path runs

@@ -126,9 +126,10 @@ fn stacked_attend(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &A
     fast::scaled_dot_product_attention(q, &keys, &values, spec.scale, mask, None)
 }
 
-/// A decode pass's attention (one token per row, rows in segment order) from heads already
-/// split, normed and rotated by `fused_decode::decode_heads`: q [T, heads, 1, d], k/v [T,
-/// kv_heads, 1, d] → [1, T, heads·d]. Each row's keys/values go to its own cache or batch slot.
+/// A fused pass's attention (rows in segment order: one per stacked row or decoding sequence,
+/// or the tokens of one short chunk) from heads already split, normed and rotated by
+/// `fused_decode::decode_heads`: q [T, heads, 1, d], k/v [T, kv_heads, 1, d] → [1, T,
+/// heads·d]. Each segment's keys/values go to its own cache or batch slot.
 pub(crate) fn decode_attention(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &Array, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
     let single = segs.len() == 1;
     let mut outs = Vec::with_capacity(segs.len());
@@ -141,6 +142,14 @@ pub(crate) fn decode_attention(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: 
         let (q, k, v) = (rows(q)?, rows(k)?, rows(v)?);
         let out = match seg.batch.as_deref_mut() {
             Some(batch) => stacked_attend(spec, layer, &q, &k, &v, batch)?,
+            None if n > 1 => {
+                // One sequence's n new tokens (a verification pass, a short prompt chunk): its
+                // rows become the query positions of one batch entry, attending causally.
+                let positions = |t: &Array, heads: i32| t.reshape(&[1, n, heads, spec.head_dim])?.transpose_axes(&[0, 2, 1, 3]);
+                let (q, k, v) = (positions(&q, spec.heads)?, positions(&k, spec.kv_heads)?, positions(&v, spec.kv_heads)?);
+                let (keys, values) = seg.cache[layer].update(&k, &v)?;
+                super::sdpa::causal(&q, &keys, &values, spec.scale)?.transpose_axes(&[0, 2, 1, 3])?
+            }
             None => {
                 let (keys, values) = seg.cache[layer].update(&k, &v)?;
                 fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, None, None)?
@@ -152,15 +161,18 @@ pub(crate) fn decode_attention(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: 
     if single { Ok(outs.pop().unwrap()) } else { ops::concatenate(&outs, 1) }
 }
 
-/// The rotary positions of a decode pass's rows (one token per row, segment order): each
-/// stacked row's length, each other row's cache offset → int32 [T]. Built once per pass and
-/// shared by every layer.
+/// The rotary positions of a fused pass's rows (segment order): each stacked row's length,
+/// each other segment's cache offset onwards, one per token → int32 [T]. Built once per pass
+/// and shared by every layer.
 pub(crate) fn decode_positions(segs: &[Segment<'_>]) -> Array {
     let mut pos = Vec::new();
     for seg in segs {
         match seg.batch.as_deref() {
             Some(batch) => pos.extend(batch.lengths()),
-            None => pos.push(seg.cache.first().map_or(0, |c| c.offset())),
+            None => {
+                let offset = seg.cache.first().map_or(0, |c| c.offset());
+                pos.extend(offset..offset + seg.tokens.len() as i32);
+            }
         }
     }
     let n = pos.len() as i32;

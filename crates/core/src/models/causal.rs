@@ -83,8 +83,7 @@ impl CausalModel {
     /// is a placeholder of the same length, so no host sync is needed to build the pass.
     pub fn forward_all(&self, tokens: &[u32], lazy: Option<&Array>, cache: &mut [KvCache]) -> MlxResult<Array> {
         let mut seg = [Segment { tokens, lazy, cache, logits: true, batch: None }];
-        let h = dispatch!(self, m => m.hidden_states(&mut seg))?;
-        let logits = dispatch!(self, m => m.project(&h))?;
+        let logits = dispatch!(self, m => m.all_logits(&mut seg))?;
         let vocab = *logits.shape().last().unwrap();
         logits.reshape(&[tokens.len() as i32, vocab])
     }
@@ -161,6 +160,11 @@ pub(crate) trait DecoderStack {
     fn forward_segments(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
         let h = self.hidden_states(segs)?;
         segment_logits(&h, segs, |h| self.project(h))
+    }
+
+    /// Logits of every token of the segments, [1, T, vocab] (speculative verification).
+    fn all_logits(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        self.project(&self.hidden_states(segs)?)
     }
 }
 

@@ -14,8 +14,15 @@
 //!   of stacked rows disappear. Gated by its own self-check (`swiglu_enabled`).
 //!
 //! `MLX_SERVING_CUDA_KERNELS=0` turns them off (A/B measurements, or a driver where NVRTC fails).
+//!
+//! Each kernel has a reference: the MLX operations it replaces (`reference_*`). The one-time
+//! self-check compares the two; `set_reference_ops` runs the whole fused decode path with the
+//! references on any backend, so tests on machines without a GPU cover the path's plumbing
+//! (row layouts, positions, caches) — the kernels themselves are checked on the GPU by
+//! `examples/cuda_kernels_check.rs`.
 
 use std::cell::OnceCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use mlx_rs::{Array, Dtype};
@@ -29,6 +36,9 @@ type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 /// to MLX's operations (a driver or toolkit where NVRTC cannot build them, or any difference,
 /// leaves the engine on MLX's operations with a warning instead of failing requests).
 pub fn enabled() -> bool {
+    if reference_ops() {
+        return true;
+    }
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
         if crate::services::runtime_info::device() != "cuda" || std::env::var("MLX_SERVING_CUDA_KERNELS").is_ok_and(|v| v == "0") {
@@ -36,6 +46,25 @@ pub fn enabled() -> bool {
         }
         passes_self_check("fused CUDA decode kernels", self_check)
     })
+}
+
+static REFERENCE_OPS: AtomicBool = AtomicBool::new(false);
+static REFERENCE_HEADS: AtomicU64 = AtomicU64::new(0);
+
+/// Test hook: with `true`, decode passes take the fused path on any backend, computing each
+/// kernel's result with its reference MLX operations (the same values, other kernels).
+pub fn set_reference_ops(on: bool) {
+    REFERENCE_OPS.store(on, Ordering::Relaxed);
+}
+
+/// How many `decode_heads` calls the reference operations have served (one per layer of each
+/// fused pass run under `set_reference_ops(true)`): lets a test see that the path ran.
+pub fn reference_head_calls() -> u64 {
+    REFERENCE_HEADS.load(Ordering::Relaxed)
+}
+
+fn reference_ops() -> bool {
+    REFERENCE_OPS.load(Ordering::Relaxed)
 }
 
 /// Runs a kernel's self-check once: `true` when it compiled and matched MLX exactly; otherwise
@@ -64,30 +93,53 @@ pub(crate) fn all_equal(pairs: &[(Array, Array)]) -> MlxResult<bool> {
 
 /// Both kernels on small random inputs against the MLX operations they replace: exact equality.
 fn self_check() -> MlxResult<bool> {
-    use mlx_rs::fast;
-    use mlx_rs::ops::{self, indexing::TryIndexOp};
     let normal = |shape: &[i32], seed: u64| -> MlxResult<Array> {
         mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed)?))?.as_dtype(Dtype::Bfloat16)
     };
     let (x, d, w) = (normal(&[1, 3, 2048], 1)?, normal(&[1, 3, 2048], 2)?, normal(&[2048], 3)?);
     let Some((h, y)) = add_rms_norm(&x, &d, &w, 1e-5)? else { return Ok(false) };
-    let h_ref = ops::add(&x, &d)?;
-    let y_ref = fast::rms_norm(&h_ref, Some(&w), 1e-5)?;
+    let (h_ref, y_ref) = reference_add_rms_norm(&x, &d, &w, 1e-5)?;
     let (heads, kv_heads, dim) = (4, 2, 64);
     let product = normal(&[1, 3, (heads + 2 * kv_heads) * dim], 4)?;
     let positions = Array::from_slice(&[5, 17, 300], &[3]);
-    let rope = RopeParams { traditional: false, base_log2: 10000f32.log2(), freqs: None, scale: 1.0 };
-    let (q, k, v) = decode_heads(&product, &positions, &HeadLayout { heads, kv_heads, head_dim: dim, rope: &rope, norms: None })?;
-    let part = |a: i32, b: i32| -> MlxResult<Array> { product.try_index((.., .., a * dim..b * dim))?.reshape(&[3, b - a, 1, dim]) };
-    let rotated = |t: Array| fast::rope_dynamic(&t, dim, false, 10000f32, 1.0, &positions, None);
-    let pairs = [
-        (h, h_ref),
-        (y, y_ref),
-        (q, rotated(part(0, heads)?)?),
-        (k, rotated(part(heads, heads + kv_heads)?)?),
-        (v, part(heads + kv_heads, heads + 2 * kv_heads)?),
-    ];
-    all_equal(&pairs)
+    let rope = RopeParams { traditional: false, base: 10000.0, freqs: None, scale: 1.0 };
+    let layout = HeadLayout { heads, kv_heads, head_dim: dim, rope: &rope, norms: None };
+    let (q, k, v) = decode_heads(&product, &positions, &layout)?;
+    let (q_ref, k_ref, v_ref) = reference_decode_heads(&product, &positions, &layout)?;
+    all_equal(&[(h, h_ref), (y, y_ref), (q, q_ref), (k, k_ref), (v, v_ref)])
+}
+
+/// What `add_rms_norm` computes, as MLX's `add` then `rms_norm`.
+fn reference_add_rms_norm(x: &Array, d: &Array, w: &Array, eps: f32) -> MlxResult<(Array, Array)> {
+    let h = mlx_rs::ops::add(x, d)?;
+    let y = mlx_rs::fast::rms_norm(&h, Some(w), eps)?;
+    Ok((h, y))
+}
+
+/// What `decode_heads` computes, as MLX's slicing, `rms_norm` and `rope` (each row rotated at
+/// its own position).
+fn reference_decode_heads(product: &Array, positions: &Array, l: &HeadLayout<'_>) -> MlxResult<(Array, Array, Array)> {
+    use mlx_rs::ops::indexing::TryIndexOp;
+    let (rows, d) = (positions.shape()[0], l.head_dim);
+    let part = |a: i32, b: i32| -> MlxResult<Array> { product.try_index((.., .., a * d..b * d))?.reshape(&[rows, b - a, 1, d]) };
+    let rotate = |t: Array, norm: Option<&Array>| -> MlxResult<Array> {
+        let t = match (norm, l.norms) {
+            (Some(w), Some((_, _, eps))) => mlx_rs::fast::rms_norm(&t, Some(w), eps)?,
+            _ => t,
+        };
+        let base = if l.rope.freqs.is_some() { None } else { Some(l.rope.base) };
+        mlx_rs::fast::rope_dynamic(&t, d, l.rope.traditional, base, l.rope.scale, positions, l.rope.freqs.as_ref())
+    };
+    let (h, hkv) = (l.heads, l.kv_heads);
+    let q = rotate(part(0, h)?, l.norms.map(|n| n.0))?;
+    let k = rotate(part(h, h + hkv)?, l.norms.map(|n| n.1))?;
+    Ok((q, k, part(h + hkv, h + 2 * hkv)?))
+}
+
+/// What `swiglu_rows` computes: the parts copied out, then the compiled SwiGLU.
+fn reference_swiglu_rows(product: &Array, f: i32) -> MlxResult<Array> {
+    let parts = super::linear::split_last(product, &[f])?;
+    super::activation::swiglu(&parts[0], &parts[1])
 }
 
 /// Elements per vector load in MLX's normalization kernels (16 bytes).
@@ -268,6 +320,9 @@ pub fn add_rms_norm(x: &Array, d: &Array, w: &Array, eps: f32) -> MlxResult<Opti
     if d.shape() != x.shape() || d.dtype() != x.dtype() || w.dtype() != x.dtype() || w.shape() != [axis] {
         return Ok(None);
     }
+    if reference_ops() {
+        return reference_add_rms_norm(x, d, w, eps).map(Some);
+    }
     let rows = (x.size() as i32) / axis.max(1);
     let shape = x.shape().to_vec();
     let out = ADD_RMS_NORM.with(|k| {
@@ -291,8 +346,9 @@ pub fn add_rms_norm(x: &Array, d: &Array, w: &Array, eps: f32) -> MlxResult<Opti
 /// Rotary parameters of a decode pass's heads (`Rope::decode_params`).
 pub struct RopeParams {
     pub traditional: bool,
-    /// log2 of the base (MLX passes the base this way), when there are no explicit frequencies.
-    pub base_log2: f32,
+    /// The base, when there are no explicit frequencies (the kernel takes its log2, as MLX's
+    /// rope primitive does).
+    pub base: f32,
     /// Explicit per-pair frequencies (float32 [head_dim / 2], as MLX's rope reads them):
     /// Llama-3 and similar scalings.
     pub freqs: Option<Array>,
@@ -321,6 +377,10 @@ pub fn heads_supported(head_dim: i32, dtype: Dtype) -> bool {
 /// d], k and v [rows, kv_heads, 1, d]: q and k RMS-normed per head (when the layer has those
 /// norms) and rotated, v copied out.
 pub fn decode_heads(product: &Array, positions: &Array, l: &HeadLayout<'_>) -> MlxResult<(Array, Array, Array)> {
+    if reference_ops() {
+        REFERENCE_HEADS.fetch_add(1, Ordering::Relaxed);
+        return reference_decode_heads(product, positions, l);
+    }
     let rows = positions.shape()[0];
     let dtype = product.dtype();
     let (h, hkv, d) = (l.heads, l.kv_heads, l.head_dim);
@@ -352,7 +412,7 @@ pub fn decode_heads(product: &Array, positions: &Array, l: &HeadLayout<'_>) -> M
                     (c"D", d),
                     (c"EPS_BITS", eps.to_bits() as i32),
                     (c"SCALE_BITS", l.rope.scale.to_bits() as i32),
-                    (c"BASE_BITS", l.rope.base_log2.to_bits() as i32),
+                    (c"BASE_BITS", if l.rope.base > 0.0 { l.rope.base.log2() } else { 0.0 }.to_bits() as i32),
                 ],
                 bools: &[(c"NORM", norm), (c"TRAD", l.rope.traditional)],
             },
@@ -386,6 +446,9 @@ thread_local! {
 /// Whether `swiglu_rows` may replace the split + compiled SwiGLU of stacked rows: CUDA, kernels
 /// on, and its own one-time self-check passed (exact equality with MLX's compiled kernel).
 pub fn swiglu_enabled() -> bool {
+    if reference_ops() {
+        return true;
+    }
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
         if !enabled() {
@@ -395,10 +458,7 @@ pub fn swiglu_enabled() -> bool {
             let f = 96;
             let key = mlx_rs::random::key(7)?;
             let product = mlx_rs::random::normal::<f32>(&[1, 3, 2 * f], None, None, Some(&key))?.as_dtype(Dtype::Bfloat16)?;
-            let got = swiglu_rows(&product, f)?;
-            let parts = super::linear::split_last(&product, &[f])?;
-            let want = super::activation::swiglu(&parts[0], &parts[1])?;
-            all_equal(&[(got, want)])
+            all_equal(&[(swiglu_rows(&product, f)?, reference_swiglu_rows(&product, f)?)])
         })
     })
 }
@@ -406,6 +466,9 @@ pub fn swiglu_enabled() -> bool {
 /// product: the fused gate/up projection [1, rows, 2·f] (gate then up, contiguous) →
 /// silu(gate)·up [1, rows, f].
 pub fn swiglu_rows(product: &Array, f: i32) -> MlxResult<Array> {
+    if reference_ops() {
+        return reference_swiglu_rows(product, f);
+    }
     let rows = product.shape()[1];
     let dtype = product.dtype();
     let out = SWIGLU_ROWS.with(|k| {

@@ -128,7 +128,7 @@ impl LlamaModel {
     /// follow them and the q/k/v split, q/k norms and rotary merged into one kernel.
     fn decode_hidden_fused(&self, segs: &mut [Segment<'_>]) -> MlxResult<Option<Array>> {
         let Some(rope) = &self.decode_rope else { return Ok(None) };
-        if !fused_decode::enabled() || !segs.iter().all(|s| s.batch.is_some() || s.tokens.len() == 1) {
+        if !fused_decode::enabled() || !fused_pass_shape(segs) {
             return Ok(None);
         }
         let c = &self.config;
@@ -225,6 +225,21 @@ impl DecoderStack for LlamaModel {
         let h = self.hidden_states(segs)?;
         segment_logits(&h, segs, |h| self.project(h))
     }
+
+    fn all_logits(&self, segs: &mut [Segment<'_>]) -> MlxResult<Array> {
+        if let Some(normed) = self.decode_hidden_fused(segs)? {
+            return output_projection(&normed, self.lm_head.as_ref(), &self.embed_tokens);
+        }
+        self.project(&self.hidden_states(segs)?)
+    }
+}
+
+/// Passes the fused path takes: every segment one token or stacked decode rows, or a single
+/// sequence's chunk short enough for the explicit causal attention (speculative verification,
+/// the draft's catch-up, short prompt chunks).
+fn fused_pass_shape(segs: &[Segment<'_>]) -> bool {
+    let short_chunk = |s: &Segment<'_>| s.batch.is_none() && s.tokens.len() as i32 <= crate::models::sdpa::SMALL_QUERY_BLOCK;
+    segs.iter().all(|s| s.batch.is_some() || s.tokens.len() == 1) || (segs.len() == 1 && short_chunk(&segs[0]))
 }
 
 /// silu(gate)·up of a decode pass: several rows read their parts straight out of the fused

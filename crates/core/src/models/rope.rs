@@ -86,8 +86,7 @@ impl Rope {
         }
         Some(super::fused_decode::RopeParams {
             traditional: self.traditional,
-            // as MLX's rope primitive passes it (std::log2 of the float base)
-            base_log2: self.base.map_or(0.0, f32::log2),
+            base: self.base.unwrap_or(0.0),
             freqs: match &self.freqs {
                 Some(f) => Some(f.as_dtype(mlx_rs::Dtype::Float32).ok()?),
                 None => None,

@@ -1,0 +1,55 @@
+//! The fused decode path (`models::fused_decode`, the GPU's path for decode steps, stacked rows,
+//! speculative verification and short chunks) has kernels only on CUDA. Here it runs on the CPU
+//! with each kernel replaced by its reference MLX operations (`set_reference_ops`), so what is
+//! tested is the path itself — row layouts, per-row rotary positions, the short-chunk causal
+//! attention, the caches — against the unfused path on the same fixtures. (The kernels against
+//! their references: `examples/cuda_kernels_check.rs` on a GPU.)
+
+mod common;
+
+use common::fixture;
+use mlx_rs::{ops, Array};
+use mlx_serving_core::models::{fused_decode, load_language_model, CausalModel, Segment};
+
+/// One sequence through the pass shapes the fused path takes: a 7-token prompt chunk (all
+/// logits), one decoded token, a 5-token verification-like chunk (all logits), a 3-token chunk
+/// through `forward_segments` (last logits), then one more token.
+fn passes(model: &CausalModel) -> Vec<Array> {
+    let mut cache = model.new_cache();
+    let prompt: Vec<u32> = (0..7).map(|i| 100 + 37 * i).collect();
+    let mut out = vec![model.forward_all(&prompt, None, &mut cache).unwrap()];
+    out.push(model.forward_segments(&mut [Segment::ids(&[321], &mut cache, true)]).unwrap());
+    out.push(model.forward_all(&[5, 900, 17, 4000, 33], None, &mut cache).unwrap());
+    out.push(model.forward_segments(&mut [Segment::ids(&[12, 13, 14], &mut cache, true)]).unwrap());
+    out.push(model.forward_segments(&mut [Segment::ids(&[77], &mut cache, true)]).unwrap());
+    out
+}
+
+fn max_rel_diff(a: &Array, b: &Array) -> f32 {
+    let d = ops::max(&ops::abs(&ops::subtract(a, b).unwrap()).unwrap(), None).unwrap().item_cast::<f32>();
+    d / ops::max(&ops::abs(b).unwrap(), None).unwrap().item_cast::<f32>()
+}
+
+/// One test (the reference switch is process-wide): llama (Llama-3 rotary frequencies, tied
+/// head) and qwen3 (q/k norms, plain base).
+#[test]
+fn fused_path_matches_the_unfused_path() {
+    for (name, layers) in [("llama", 2), ("qwen3", 3)] {
+        let (model, _) = load_language_model(std::path::Path::new(&fixture(name))).unwrap();
+        fused_decode::set_reference_ops(false);
+        let plain = passes(&model);
+        let before = fused_decode::reference_head_calls();
+        fused_decode::set_reference_ops(true);
+        let fused = passes(&model);
+        fused_decode::set_reference_ops(false);
+        // every one of the five passes took the fused path, through every layer
+        assert_eq!(fused_decode::reference_head_calls() - before, 5 * layers, "{name}: passes that took the fused path");
+        for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+            assert_eq!(f.shape(), p.shape(), "{name} pass {i}");
+            let d = max_rel_diff(f, p);
+            assert!(d < 1e-5, "{name} pass {i}: max rel diff {d}");
+        }
+        // and the logits are not all alike (a pass that ignored its input would show here)
+        assert!(max_rel_diff(&fused[1], &fused[4]) > 1e-3, "{name}: distinct tokens, distinct logits");
+    }
+}
