@@ -331,6 +331,34 @@ async fn batched_rows_match_solo(model: &str) {
     e.shutdown().await;
 }
 
+/// Requests made together (as N users at once, or `Promise.all` over N generators) are admitted
+/// into one prefill pass, so every step of their generation carries all of them: their rows
+/// start decoding together, at equal lengths. (Where the engine handles the first start before
+/// the others are sent, the worker's wait for companions is what keeps this true —
+/// `engine::worker::tests`; on a fast machine the starts often all arrive first anyway.)
+#[tokio::test]
+async fn streams_started_together_share_every_step() {
+    let e = engine_with("llama").await;
+    let params: Vec<Value> = (0..6).map(|i| json!({"model": "llama", "prompt": format!("{PROMPT} Row {i}."), "maxTokens": 5, "temperature": 0})).collect();
+    let solo: Vec<Vec<u32>> = {
+        let mut v = Vec::new();
+        for p in &params {
+            v.push(run(&e, p.clone()).await.ids);
+        }
+        v
+    };
+    e.reset_batch_stats();
+    let starts = futures_util::future::join_all(params.iter().map(|p| e.create_stream(p, &Value::Null))).await;
+    let handles: Vec<_> = starts.into_iter().map(|s| tokio::spawn(drain(s.unwrap()))).collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.await.unwrap().ids, solo[i], "row {i}");
+    }
+    let stats = e.batch_stats();
+    assert_eq!(stats["maxBatchSize"].as_u64(), Some(6), "{stats}");
+    assert_eq!(stats["avgBatchSize"].as_f64(), Some(6.0), "a step ran without every row: {stats}");
+    e.shutdown().await;
+}
+
 #[tokio::test]
 async fn streams_of_different_models_batch_side_by_side() {
     let e = engine_with("llama").await;
