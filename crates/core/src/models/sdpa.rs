@@ -85,11 +85,13 @@ pub(crate) fn explicit_causal(q: &Array, k: &Array, v: &Array, scale: f32) -> Ml
     let g = h / hkv;
     let (allowed, scale) = pass_constants(l, n, q.dtype(), scale)?;
     let q = ops::multiply(&q.reshape(&[1, hkv, g, l, d])?, &scale)?;
-    let kt = k.reshape(&[1, hkv, 1, n, d])?.transpose_axes(&[0, 1, 2, 4, 3])?;
+    // k and v are usually views of a longer cache buffer: a unit axis added as a view (not a
+    // reshape, which would copy them first as its own operation per layer)
+    let kt = k.expand_dims(2)?.transpose_axes(&[0, 1, 2, 4, 3])?;
     let scores = ops::matmul(&q, &kt)?.as_dtype(mlx_rs::Dtype::Float32)?; // [1, hkv, g, l, n]
     let scores = ops::select(&allowed, &scores, &Array::from_f32(f32::NEG_INFINITY))?;
     let probs = ops::softmax_axes(&scores, &[-1], true)?.as_dtype(v.dtype())?;
-    let out = ops::matmul(&probs, &v.reshape(&[1, hkv, 1, n, d])?)?; // [1, hkv, g, l, d]
+    let out = ops::matmul(&probs, &v.expand_dims(2)?)?; // [1, hkv, g, l, d]
     out.reshape(&[1, h, l, d])
 }
 
