@@ -146,9 +146,11 @@ pub(crate) fn decode_attention(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: 
                 // One sequence's n new tokens (a verification pass, a short prompt chunk): its
                 // rows become the query positions of one batch entry, attending causally.
                 let positions = |t: &Array, heads: i32| t.reshape(&[1, n, heads, spec.head_dim])?.transpose_axes(&[0, 2, 1, 3]);
-                let (q, k, v) = (positions(&q, spec.heads)?, positions(&k, spec.kv_heads)?, positions(&v, spec.kv_heads)?);
-                let (keys, values) = seg.cache[layer].update(&k, &v)?;
-                super::sdpa::causal(&q, &keys, &values, spec.scale)?.transpose_axes(&[0, 2, 1, 3])?
+                let (keys, values) = seg.cache[layer].update(&positions(&k, spec.kv_heads)?, &positions(&v, spec.kv_heads)?)?;
+                match super::chunk_attention::run(&q, &keys, &values, spec.scale)? {
+                    Some(rows) => rows, // [n, heads, 1, d]: reshaped below as the other rows
+                    None => super::sdpa::causal(&positions(&q, spec.heads)?, &keys, &values, spec.scale)?.transpose_axes(&[0, 2, 1, 3])?,
+                }
             }
             None => {
                 let (keys, values) = seg.cache[layer].update(&k, &v)?;

@@ -52,10 +52,16 @@ impl CudaKernel {
     /// as `const T* name`, outputs as `T* name`) and prepends `header`. Inputs that are not
     /// row-contiguous are copied first.
     pub(crate) fn new(name: &str, inputs: &[&str], outputs: &[&str], source: &str, header: &str) -> Self {
+        Self::with_layout(name, inputs, outputs, source, header, true)
+    }
+
+    /// As `new`; with `row_contiguous` false the inputs are passed as they are (views keep their
+    /// offset and strides, which the source reads as `name_strides`).
+    pub(crate) fn with_layout(name: &str, inputs: &[&str], outputs: &[&str], source: &str, header: &str, row_contiguous: bool) -> Self {
         let (cname, csrc, chdr) = (CString::new(name).unwrap(), CString::new(source).unwrap(), CString::new(header).unwrap());
         let (ins, outs) = (strings(inputs), strings(outputs));
         let raw = unsafe {
-            let k = mlx_sys::mlx_fast_cuda_kernel_new(cname.as_ptr(), ins, outs, csrc.as_ptr(), chdr.as_ptr(), true, 0);
+            let k = mlx_sys::mlx_fast_cuda_kernel_new(cname.as_ptr(), ins, outs, csrc.as_ptr(), chdr.as_ptr(), row_contiguous, 0);
             mlx_sys::mlx_vector_string_free(ins);
             mlx_sys::mlx_vector_string_free(outs);
             k

@@ -63,8 +63,16 @@ pub fn reference_head_calls() -> u64 {
     REFERENCE_HEADS.load(Ordering::Relaxed)
 }
 
-fn reference_ops() -> bool {
+pub(crate) fn reference_ops() -> bool {
     REFERENCE_OPS.load(Ordering::Relaxed)
+}
+
+/// The gate of a kernel beside these (few-row products, chunk attention), run once: MLX's CUDA
+/// backend (not the reference operations), the fused kernels on, the kernel's own switch on, and
+/// its self-check passed.
+pub(crate) fn kernel_gate(what: &str, switched_on: bool, check: impl FnOnce() -> MlxResult<bool>) -> bool {
+    let cuda = crate::services::runtime_info::device() == "cuda";
+    cuda && switched_on && enabled() && passes_self_check(what, check)
 }
 
 /// Runs a kernel's self-check once: `true` when it compiled and matched MLX exactly; otherwise

@@ -4,6 +4,7 @@
 pub(crate) mod activation;
 pub(crate) mod attention;
 pub mod causal;
+pub mod chunk_attention;
 pub mod compute;
 pub mod config;
 pub(crate) mod cuda_kernel;

@@ -137,11 +137,8 @@ thread_local! {
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
-        let cuda = crate::services::runtime_info::device() == "cuda";
-        if !cuda || !super::fused_decode::enabled() || std::env::var("MLX_SERVING_ROWS_MATMUL").is_ok_and(|v| v == "0") {
-            return false;
-        }
-        super::fused_decode::passes_self_check("few-row tensor-core matmul", self_check)
+        let switched_on = !std::env::var("MLX_SERVING_ROWS_MATMUL").is_ok_and(|v| v == "0");
+        super::fused_decode::kernel_gate("few-row tensor-core matmul", switched_on, self_check)
     })
 }
 
