@@ -38,7 +38,7 @@ const SOURCE: &str = r#"
   const int visible = N - L + row + 1;
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   const float scale = __int_as_float(SCALE_BITS);
-  const float NEG_INF = __int_as_float(0xff800000);
+  const float NEG_INF = -__int_as_float(0x7f800000);
   float qv[G][DPL], acc[G][DPL], m[G], l[G];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
