@@ -17,7 +17,7 @@ use super::decode_batch::DecodeBatches;
 use super::exit_guard;
 use super::scheduler::{self, SharedBatchStats};
 use crate::generation::prefix_cache::PrefixCache;
-use crate::generation::stream::speculative::DEFAULT_DRAFT_TOKENS;
+use crate::generation::stream::speculative::default_draft_tokens;
 use crate::generation::stream::GenerationStream;
 use std::rc::Rc;
 use crate::hub::ResolvedModel;
@@ -242,7 +242,7 @@ impl Worker {
             Some(id) => Some(self.draft_for(&model, id)?),
             None => None,
         };
-        let k = s.params.num_draft_tokens.map_or(DEFAULT_DRAFT_TOKENS, |k| k as usize);
+        let k = s.params.num_draft_tokens.map_or_else(default_draft_tokens, |k| k as usize);
         if self.streams.iter().any(|x| x.id() == s.id) {
             return Err(EngineError::invalid_params(format!("Stream id {} is already active", s.id)).with_detail("field", "streamId"));
         }

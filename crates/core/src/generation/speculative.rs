@@ -35,6 +35,20 @@ use crate::services::model_lifecycle::LoadedModel;
 
 /// Proposal length when the request gives no `numDraftTokens`.
 pub const DEFAULT_DRAFT_TOKENS: usize = 4;
+/// On MLX's CUDA backend: there a verification pass costs about the same for 5 or 7 tokens (its
+/// cost is per operation, not per token), so longer proposals pay off — measured on an H200 with
+/// two draft/target pairs, k = 6 gave 1.13× and 1.32–1.36× plain decode where k = 4 gave 0.93×
+/// and 0.79–0.91× (bench/RESULTS-gpu.md).
+pub const DEFAULT_DRAFT_TOKENS_CUDA: usize = 6;
+
+/// The proposal length used when the request gives none, for this process's device.
+pub fn default_draft_tokens() -> usize {
+    if crate::services::runtime_info::device() == "cuda" {
+        DEFAULT_DRAFT_TOKENS_CUDA
+    } else {
+        DEFAULT_DRAFT_TOKENS
+    }
+}
 /// Tokens per draft forward pass while the draft catches up with the prompt.
 const DRAFT_CATCH_UP_CHUNK: usize = 512;
 
