@@ -121,9 +121,10 @@ impl LlamaModel {
         ops::add(&h, &b.mlp.down_proj.forward(&act)?)
     }
 
-    /// A decode pass (one token per row) through the fused CUDA kernels: the final-normed hidden
-    /// states [1, T, hidden], or `None` (nothing touched) where that path does not apply — off,
-    /// not CUDA, a prompt chunk in the pass, or heads/dtypes the kernels do not cover. Same
+    /// A decode pass (one token per row) or one sequence's short chunk (`fused_pass_shape`)
+    /// through the fused CUDA kernels: the final-normed hidden states [1, T, hidden], or `None`
+    /// (nothing touched) where that path does not apply — off, not CUDA, another pass shape, or
+    /// heads/dtypes the kernels do not cover. Same
     /// operations as `block_forward`, with the residual adds merged into the RMSNorms that
     /// follow them and the q/k/v split, q/k norms and rotary merged into one kernel.
     fn decode_hidden_fused(&self, segs: &mut [Segment<'_>]) -> MlxResult<Option<Array>> {
