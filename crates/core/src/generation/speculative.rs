@@ -49,6 +49,7 @@ pub fn default_draft_tokens() -> usize {
         DEFAULT_DRAFT_TOKENS
     }
 }
+
 /// Tokens per draft forward pass while the draft catches up with the prompt.
 const DRAFT_CATCH_UP_CHUNK: usize = 512;
 
