@@ -1,4 +1,4 @@
-//! GPU check of the fused decode kernels (`models::fused_decode`, `models::rows_matmul`, `models::chunk_attention`): each kernel against the MLX
+//! GPU check of the fused decode kernels (`models::fused_decode`, `models::rows_matmul`, `models::range_attention`): each kernel against the MLX
 //! operations it replaces, on random inputs, element by element. The kernels are written to do
 //! the same arithmetic in the same order, so the expected mismatch count is 0. Needs MLX's CUDA
 //! backend (the kernels exist only there). Prints one line per case and exits non-zero on any
@@ -10,7 +10,7 @@ use mlx_rs::fast;
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array, Dtype};
 use mlx_serving_core::models::fused_decode::{add_rms_norm, decode_heads, swiglu_rows, HeadLayout, RopeParams};
-use mlx_serving_core::models::{chunk_attention, rows_matmul};
+use mlx_serving_core::models::{range_attention, rows_matmul};
 
 fn normal(shape: &[i32], seed: u64, dtype: Dtype) -> Array {
     let key = mlx_rs::random::key(seed).unwrap();
@@ -126,24 +126,36 @@ fn main() {
             }
         }
     }
-    // chunk attention (opt-in kernel): against explicit_causal on views of a longer cache
+    // range attention (opt-in kernel): the chunk variant against explicit_causal, the stacked
+    // one against MLX's masked attention, on views of a longer cache
     for dtype in [Dtype::Bfloat16, Dtype::Float16, Dtype::Float32] {
         let tol = if dtype == Dtype::Float32 { 1e-4 } else { 2e-2 };
         for (h, hkv, d) in [(32, 8, 64), (32, 8, 128), (14, 2, 64)] {
             for (rows, n) in [(2, 37), (5, 300), (16, 1100)] {
                 seed += 3;
-                let q = normal(&[rows, h, 1, d], seed, dtype);
-                let kbuf = normal(&[1, hkv, n + 256, d], seed + 1, dtype);
-                let vbuf = normal(&[1, hkv, n + 256, d], seed + 2, dtype);
-                let (keys, values) = (kbuf.try_index((.., .., ..n, ..)).unwrap(), vbuf.try_index((.., .., ..n, ..)).unwrap());
                 let scale = 1.0 / (d as f32).sqrt();
-                let got = chunk_attention::attend(&q, &keys, &values, scale).unwrap();
-                let want = chunk_attention::reference(&q, &keys, &values, scale).unwrap();
-                let err = rows_matmul::relative_error(&got, &want).unwrap();
-                let ok = err <= tol;
-                println!("chunk_attention {dtype:?} h={h} hkv={hkv} d={d} rows={rows} keys={n}: relative error {err:e}{}", if ok { "" } else { " FAIL" });
-                if !ok {
-                    inexact += 1;
+                let q = normal(&[rows, h, 1, d], seed, dtype);
+                let kbuf = normal(&[rows, hkv, n + 256, d], seed + 1, dtype);
+                let vbuf = normal(&[rows, hkv, n + 256, d], seed + 2, dtype);
+                let (keys, values) = (kbuf.try_index((..1, .., ..n, ..)).unwrap(), vbuf.try_index((..1, .., ..n, ..)).unwrap());
+                let got = range_attention::launch(&q, &keys, &values, None, scale).unwrap();
+                let want = range_attention::chunk_reference(&q, &keys, &values, scale).unwrap();
+                let mut errs = vec![("chunk", rows_matmul::relative_error(&got, &want).unwrap())];
+                // stacked: row r holds its last held[r] of the n columns (1 ..= n)
+                let held: Vec<i32> = (0..rows).map(|r| 1 + (r * 7919 + seed as i32) % n).collect();
+                let positions = Array::from_slice(&held.iter().map(|x| x - 1).collect::<Vec<_>>(), &[rows]);
+                let allowed: Vec<bool> = held.iter().flat_map(|&x| (0..n).map(move |j| j >= n - x)).collect();
+                let mask = Array::from_slice(&allowed, &[rows, 1, 1, n]);
+                let (keys, values) = (kbuf.try_index((.., .., ..n, ..)).unwrap(), vbuf.try_index((.., .., ..n, ..)).unwrap());
+                let got = range_attention::launch(&q, &keys, &values, Some(&positions), scale).unwrap();
+                let want = range_attention::stacked_reference(&q, &keys, &values, &mask, scale).unwrap();
+                errs.push(("stacked", rows_matmul::relative_error(&got, &want).unwrap()));
+                for (variant, err) in errs {
+                    let ok = err <= tol;
+                    println!("range_attention {variant} {dtype:?} h={h} hkv={hkv} d={d} rows={rows} keys={n}: relative error {err:e}{}", if ok { "" } else { " FAIL" });
+                    if !ok {
+                        inexact += 1;
+                    }
                 }
             }
         }

@@ -2,14 +2,17 @@
 //! speculative verification and short chunks) has kernels only on CUDA. Here it runs on the CPU
 //! with each kernel replaced by its reference MLX operations (`set_reference_ops`), so what is
 //! tested is the path itself — row layouts, per-row rotary positions, the short-chunk causal
-//! attention, the caches — against the unfused path on the same fixtures. (The kernels against
-//! their references: `examples/cuda_kernels_check.rs` on a GPU.)
+//! attention, stacked rows of unequal lengths, the caches — against the unfused path and against
+//! single-stream decoding on the same fixtures. (The kernels against their references:
+//! `examples/cuda_kernels_check.rs` on a GPU.)
 
 mod common;
 
-use common::fixture;
+use common::{drain, fixture, run};
 use mlx_rs::{ops, Array};
 use mlx_serving_core::models::{fused_decode, load_language_model, CausalModel, Segment};
+use mlx_serving_core::Engine;
+use serde_json::{json, Value};
 
 /// One sequence through the pass shapes the fused path takes: a 7-token prompt chunk (all
 /// logits), one decoded token, a 5-token verification-like chunk (all logits), a 3-token chunk
@@ -31,9 +34,41 @@ fn max_rel_diff(a: &Array, b: &Array) -> f32 {
 }
 
 /// One test (the reference switch is process-wide): llama (Llama-3 rotary frequencies, tied
-/// head) and qwen3 (q/k norms, plain base).
-#[test]
-fn fused_path_matches_the_unfused_path() {
+/// head) and qwen3 (q/k norms, plain base; heads the range-attention kernel takes).
+#[tokio::test]
+async fn fused_path_matches_the_unfused_path() {
+    passes_match();
+    stacked_rows_match_single_streams().await;
+}
+
+/// Streams of unequal prompt lengths started together decode as stacked rows with a mask (the
+/// fused stacked path, `range_attention::stacked`'s reference): each gets the ids it gets alone.
+async fn stacked_rows_match_single_streams() {
+    fused_decode::set_reference_ops(true);
+    let e = Engine::new();
+    e.load_model(&json!({"model": "qwen3", "localPath": fixture("qwen3")})).await.unwrap();
+    let params: Vec<Value> = [3usize, 11, 6]
+        .iter()
+        .map(|&n| json!({"model": "qwen3", "prompt": "word ".repeat(n), "maxTokens": 8, "temperature": 0}))
+        .collect();
+    let mut solo = Vec::new();
+    for p in &params {
+        solo.push(run(&e, p.clone()).await.ids);
+    }
+    let before = fused_decode::reference_head_calls();
+    e.reset_batch_stats();
+    let starts = futures_util::future::join_all(params.iter().map(|p| e.create_stream(p, &Value::Null))).await;
+    let handles: Vec<_> = starts.into_iter().map(|s| tokio::spawn(drain(s.unwrap()))).collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.await.unwrap().ids, solo[i], "row {i}");
+    }
+    assert!(e.stacked_rows() > 0, "the rows were not stacked");
+    assert!(fused_decode::reference_head_calls() > before, "the stacked steps did not take the fused path");
+    e.shutdown().await;
+    fused_decode::set_reference_ops(false);
+}
+
+fn passes_match() {
     for (name, layers) in [("llama", 2), ("qwen3", 3)] {
         let (model, _) = load_language_model(std::path::Path::new(&fixture(name))).unwrap();
         fused_decode::set_reference_ops(false);

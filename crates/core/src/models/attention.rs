@@ -122,6 +122,12 @@ fn stacked_decode(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &A
 /// its own history → [rows, heads, 1, d].
 fn stacked_attend(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: &Array, v: &Array, batch: &mut BatchKv) -> MlxResult<Array> {
     let (keys, values, mask) = batch.update(layer, k, v)?;
+    if let Some(m) = &mask {
+        // rows of unequal lengths: one kernel where it runs (MLX's masked attention is unfused)
+        if let Some(out) = super::range_attention::stacked(q, &keys, &values, batch.positions(), m, spec.scale)? {
+            return Ok(out);
+        }
+    }
     let mask = mask.as_ref().map(fast::ScaledDotProductAttentionMask::Array);
     fast::scaled_dot_product_attention(q, &keys, &values, spec.scale, mask, None)
 }
@@ -147,7 +153,7 @@ pub(crate) fn decode_attention(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: 
                 // rows become the query positions of one batch entry, attending causally.
                 let positions = |t: &Array, heads: i32| t.reshape(&[1, n, heads, spec.head_dim])?.transpose_axes(&[0, 2, 1, 3]);
                 let (keys, values) = seg.cache[layer].update(&positions(&k, spec.kv_heads)?, &positions(&v, spec.kv_heads)?)?;
-                match super::chunk_attention::run(&q, &keys, &values, spec.scale)? {
+                match super::range_attention::chunk(&q, &keys, &values, spec.scale)? {
                     Some(rows) => rows, // [n, heads, 1, d]: reshaped below as the other rows
                     None => super::sdpa::causal(&positions(&q, spec.heads)?, &keys, &values, spec.scale)?.transpose_axes(&[0, 2, 1, 3])?,
                 }

@@ -4,7 +4,6 @@
 pub(crate) mod activation;
 pub(crate) mod attention;
 pub mod causal;
-pub mod chunk_attention;
 pub mod compute;
 pub mod config;
 pub(crate) mod cuda_kernel;
@@ -18,6 +17,7 @@ pub mod llama;
 pub mod moe;
 pub mod phi3;
 pub mod qwen3_moe;
+pub mod range_attention;
 pub mod rope;
 pub mod rows_matmul;
 pub(crate) mod sdpa;
