@@ -9,7 +9,7 @@
 use mlx_rs::fast;
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{ops, Array, Dtype};
-use mlx_serving_core::models::fused_decode::{add_rms_norm, decode_heads, swiglu_rows, HeadLayout, RopeParams};
+use mlx_serving_core::models::fused_decode::{self, add_rms_norm, decode_heads, swiglu_rows, HeadLayout, RopeParams};
 use mlx_serving_core::models::{range_attention, rows_matmul};
 
 fn normal(shape: &[i32], seed: u64, dtype: Dtype) -> Array {
@@ -109,11 +109,11 @@ fn main() {
             let w = normal(&[n, k], seed, dtype);
             let x16 = normal(&[1, 16, k], seed + 1, dtype);
             let exact = ops::matmul(&x16.as_dtype(Dtype::Float32).unwrap(), &w.as_dtype(Dtype::Float32).unwrap().transpose().unwrap()).unwrap();
-            let cublas = rows_matmul::relative_error(&ops::matmul(&x16, &w.transpose().unwrap()).unwrap(), &exact).unwrap();
+            let cublas = fused_decode::relative_error(&ops::matmul(&x16, &w.transpose().unwrap()).unwrap(), &exact).unwrap();
             for c in [1, 2, 4] {
                 seed += 3;
                 let all = rows_matmul::launch(&x16, &w, c).unwrap();
-                let err = rows_matmul::relative_error(&all, &exact).unwrap();
+                let err = fused_decode::relative_error(&all, &exact).unwrap();
                 let ok = err <= 1e-2;
                 println!("rows_matmul {dtype:?} k={k} n={n} tiles/warp={c}: relative error {err:e} (cuBLAS {cublas:e}){}", if ok { "" } else { " FAIL" });
                 if !ok {
@@ -140,7 +140,7 @@ fn main() {
                 let (keys, values) = (kbuf.try_index((..1, .., ..n, ..)).unwrap(), vbuf.try_index((..1, .., ..n, ..)).unwrap());
                 let got = range_attention::launch(&q, &keys, &values, None, scale).unwrap();
                 let want = range_attention::chunk_reference(&q, &keys, &values, scale).unwrap();
-                let mut errs = vec![("chunk", rows_matmul::relative_error(&got, &want).unwrap())];
+                let mut errs = vec![("chunk", fused_decode::relative_error(&got, &want).unwrap())];
                 // stacked: row r holds its last held[r] of the n columns (1 ..= n)
                 let held: Vec<i32> = (0..rows).map(|r| 1 + (r * 7919 + seed as i32) % n).collect();
                 let positions = Array::from_slice(&held.iter().map(|x| x - 1).collect::<Vec<_>>(), &[rows]);
@@ -149,7 +149,7 @@ fn main() {
                 let (keys, values) = (kbuf.try_index((.., .., ..n, ..)).unwrap(), vbuf.try_index((.., .., ..n, ..)).unwrap());
                 let got = range_attention::launch(&q, &keys, &values, Some(&positions), scale).unwrap();
                 let want = range_attention::stacked_reference(&q, &keys, &values, &mask, scale).unwrap();
-                errs.push(("stacked", rows_matmul::relative_error(&got, &want).unwrap()));
+                errs.push(("stacked", fused_decode::relative_error(&got, &want).unwrap()));
                 for (variant, err) in errs {
                     let ok = err <= tol;
                     println!("range_attention {variant} {dtype:?} h={h} hkv={hkv} d={d} rows={rows} keys={n}: relative error {err:e}{}", if ok { "" } else { " FAIL" });

@@ -67,7 +67,7 @@ pub(crate) fn reference_ops() -> bool {
     REFERENCE_OPS.load(Ordering::Relaxed)
 }
 
-/// The gate of a kernel beside these (few-row products, chunk attention), run once: MLX's CUDA
+/// The gate of a kernel beside these (few-row products, range attention), run once: MLX's CUDA
 /// backend (not the reference operations), the fused kernels on, the kernel's own switch on, and
 /// its self-check passed.
 pub(crate) fn kernel_gate(what: &str, switched_on: bool, check: impl FnOnce() -> MlxResult<bool>) -> bool {
@@ -91,6 +91,22 @@ pub(crate) fn passes_self_check(what: &str, check: impl FnOnce() -> MlxResult<bo
     }
 }
 
+/// Standard-normal values of `shape` in `dtype` from the seeded key `seed` (self-check inputs).
+pub(crate) fn seeded_normal(shape: &[i32], seed: u64, dtype: Dtype) -> MlxResult<Array> {
+    mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed)?))?.as_dtype(dtype)
+}
+
+/// Largest |got − want| relative to the largest |want| (f32), for kernels checked within a
+/// tolerance; evaluated here, so a kernel that cannot build is an error returned.
+pub fn relative_error(got: &Array, want: &Array) -> MlxResult<f32> {
+    use mlx_rs::ops;
+    let (got, want) = (got.as_dtype(Dtype::Float32)?, want.as_dtype(Dtype::Float32)?);
+    let err = ops::max(&ops::abs(&ops::subtract(&got, &want)?)?, None)?;
+    let scale = ops::max(&ops::abs(&want)?, None)?;
+    mlx_rs::transforms::eval([&err, &scale])?;
+    Ok(err.item_cast::<f32>() / scale.item_cast::<f32>().max(f32::MIN_POSITIVE))
+}
+
 /// Whether every (got, want) pair is exactly equal; evaluated here, so a kernel NVRTC cannot
 /// build is an error returned, not a panic.
 pub(crate) fn all_equal(pairs: &[(Array, Array)]) -> MlxResult<bool> {
@@ -101,9 +117,7 @@ pub(crate) fn all_equal(pairs: &[(Array, Array)]) -> MlxResult<bool> {
 
 /// Both kernels on small random inputs against the MLX operations they replace: exact equality.
 fn self_check() -> MlxResult<bool> {
-    let normal = |shape: &[i32], seed: u64| -> MlxResult<Array> {
-        mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed)?))?.as_dtype(Dtype::Bfloat16)
-    };
+    let normal = |shape: &[i32], seed: u64| seeded_normal(shape, seed, Dtype::Bfloat16);
     let (x, d, w) = (normal(&[1, 3, 2048], 1)?, normal(&[1, 3, 2048], 2)?, normal(&[2048], 3)?);
     let Some((h, y)) = add_rms_norm(&x, &d, &w, 1e-5)? else { return Ok(false) };
     let (h_ref, y_ref) = reference_add_rms_norm(&x, &d, &w, 1e-5)?;
@@ -464,8 +478,7 @@ pub fn swiglu_enabled() -> bool {
         }
         passes_self_check("fused SwiGLU kernel", || {
             let f = 96;
-            let key = mlx_rs::random::key(7)?;
-            let product = mlx_rs::random::normal::<f32>(&[1, 3, 2 * f], None, None, Some(&key))?.as_dtype(Dtype::Bfloat16)?;
+            let product = seeded_normal(&[1, 3, 2 * f], 7, Dtype::Bfloat16)?;
             all_equal(&[(swiglu_rows(&product, f)?, reference_swiglu_rows(&product, f)?)])
         })
     })

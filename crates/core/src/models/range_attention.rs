@@ -144,17 +144,23 @@ pub fn supported(rows: i32, heads: i32, kv_heads: i32, head_dim: i32, dtype: Dty
         && matches!(dtype, Dtype::Bfloat16 | Dtype::Float16 | Dtype::Float32)
 }
 
-/// Which path a caller takes: the kernel, the reference (under `fused_decode::set_reference_ops`,
-/// so tests on any backend cover the callers' layouts), or its own (`None`).
-fn route(q: &Array, keys: &Array) -> Option<bool> {
+/// Where a caller's attention runs when not on its own path.
+enum Route {
+    Kernel,
+    /// The reference operations (under `fused_decode::set_reference_ops`, so tests on any
+    /// backend cover the callers' layouts).
+    Reference,
+}
+
+/// The route for these heads, `None` where the caller keeps its own path.
+fn route(q: &Array, keys: &Array) -> Option<Route> {
     let s = q.shape();
     if !supported(s[0], s[1], keys.shape()[1], s[3], q.dtype()) {
-        return None;
-    }
-    if super::fused_decode::reference_ops() {
-        Some(false)
+        None
+    } else if super::fused_decode::reference_ops() {
+        Some(Route::Reference)
     } else if enabled() {
-        Some(true)
+        Some(Route::Kernel)
     } else {
         None
     }
@@ -165,8 +171,8 @@ fn route(q: &Array, keys: &Array) -> Option<bool> {
 /// last axis) → [L, heads, 1, d]; `None` where the caller keeps its own path.
 pub fn chunk(q: &Array, keys: &Array, values: &Array, scale: f32) -> MlxResult<Option<Array>> {
     match route(q, keys) {
-        Some(true) => launch(q, keys, values, None, scale).map(Some),
-        Some(false) => chunk_reference(q, keys, values, scale).map(Some),
+        Some(Route::Kernel) => launch(q, keys, values, None, scale).map(Some),
+        Some(Route::Reference) => chunk_reference(q, keys, values, scale).map(Some),
         None => Ok(None),
     }
 }
@@ -177,8 +183,8 @@ pub fn chunk(q: &Array, keys: &Array, values: &Array, scale: f32) -> MlxResult<O
 /// `None` where the caller keeps its own path.
 pub fn stacked(q: &Array, keys: &Array, values: &Array, positions: &Array, mask: &Array, scale: f32) -> MlxResult<Option<Array>> {
     match route(q, keys) {
-        Some(true) => launch(q, keys, values, Some(positions), scale).map(Some),
-        Some(false) => stacked_reference(q, keys, values, mask, scale).map(Some),
+        Some(Route::Kernel) => launch(q, keys, values, Some(positions), scale).map(Some),
+        Some(Route::Reference) => stacked_reference(q, keys, values, mask, scale).map(Some),
         None => Ok(None),
     }
 }
@@ -229,15 +235,15 @@ pub fn stacked_reference(q: &Array, keys: &Array, values: &Array, mask: &Array, 
 /// within 2e-2 of the largest output.
 fn self_check() -> MlxResult<bool> {
     use mlx_rs::ops::indexing::TryIndexOp;
-    let normal = |shape: &[i32], seed: u64| mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed)?));
+    use super::fused_decode::{relative_error, seeded_normal};
     let (heads, kv_heads, d, n) = (8, 2, 64, 37);
     for (dtype, tol) in [(Dtype::Float32, 1e-4f32), (Dtype::Bfloat16, 2e-2)] {
-        let q = normal(&[5, heads, 1, d], 1)?.as_dtype(dtype)?;
-        let kbuf = normal(&[3, kv_heads, 64, d], 2)?.as_dtype(dtype)?;
-        let vbuf = normal(&[3, kv_heads, 64, d], 3)?.as_dtype(dtype)?;
+        let q = seeded_normal(&[5, heads, 1, d], 1, dtype)?;
+        let kbuf = seeded_normal(&[3, kv_heads, 64, d], 2, dtype)?;
+        let vbuf = seeded_normal(&[3, kv_heads, 64, d], 3, dtype)?;
         let (keys, values) = (kbuf.try_index((..1, .., ..n, ..))?, vbuf.try_index((..1, .., ..n, ..))?);
         let got = launch(&q, &keys, &values, None, 0.125)?;
-        if super::rows_matmul::relative_error(&got, &chunk_reference(&q, &keys, &values, 0.125)?)? > tol {
+        if relative_error(&got, &chunk_reference(&q, &keys, &values, 0.125)?)? > tol {
             return Ok(false);
         }
         let (q3, keys, values) = (q.try_index(..3)?, kbuf.try_index((.., .., ..n, ..))?, vbuf.try_index((.., .., ..n, ..))?);
@@ -246,7 +252,7 @@ fn self_check() -> MlxResult<bool> {
         let allowed: Vec<bool> = held.iter().flat_map(|&h| (0..n).map(move |j| j >= n - h)).collect();
         let mask = Array::from_slice(&allowed, &[3, 1, 1, n]);
         let got = launch(&q3, &keys, &values, Some(&positions), 0.125)?;
-        if super::rows_matmul::relative_error(&got, &stacked_reference(&q3, &keys, &values, &mask, 0.125)?)? > tol {
+        if relative_error(&got, &stacked_reference(&q3, &keys, &values, &mask, 0.125)?)? > tol {
             return Ok(false);
         }
     }

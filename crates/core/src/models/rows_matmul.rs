@@ -195,25 +195,13 @@ pub fn launch(x: &Array, w: &Array, c: i32) -> MlxResult<Array> {
     Ok(out.into_iter().next().expect("one output"))
 }
 
-/// Largest |got − want| relative to the largest |want| (f32).
-pub fn relative_error(got: &Array, want: &Array) -> MlxResult<f32> {
-    use mlx_rs::ops;
-    let (got, want) = (got.as_dtype(Dtype::Float32)?, want.as_dtype(Dtype::Float32)?);
-    let err = ops::max(&ops::abs(&ops::subtract(&got, &want)?)?, None)?;
-    let scale = ops::max(&ops::abs(&want)?, None)?;
-    mlx_rs::transforms::eval([&err, &scale])?; // a kernel that cannot build is an error here
-    Ok(err.item_cast::<f32>() / scale.item_cast::<f32>().max(f32::MIN_POSITIVE))
-}
-
 /// Against an f32 product (bf16 rounding of a sum of a few hundred terms: well under 1%), for
 /// each tile count and a partial last tile; and the first rows of a 16-row product equal the
 /// same rows computed as a 3-row product (a row does not depend on the others).
 fn self_check() -> MlxResult<bool> {
     use mlx_rs::ops::{self, indexing::TryIndexOp};
-    let normal = |shape: &[i32], seed: u64| -> MlxResult<Array> {
-        mlx_rs::random::normal::<f32>(shape, None, None, Some(&mlx_rs::random::key(seed)?))?.as_dtype(Dtype::Bfloat16)
-    };
-    let (x, w) = (normal(&[1, 16, 256], 1)?, normal(&[44, 256], 2)?);
+    use super::fused_decode::{relative_error, seeded_normal};
+    let (x, w) = (seeded_normal(&[1, 16, 256], 1, Dtype::Bfloat16)?, seeded_normal(&[44, 256], 2, Dtype::Bfloat16)?);
     let want = ops::matmul(&x.as_dtype(Dtype::Float32)?, &w.as_dtype(Dtype::Float32)?.transpose()?)?;
     for c in [1, 2, 4] {
         if relative_error(&launch(&x, &w, c)?, &want)? > 1e-2 {
