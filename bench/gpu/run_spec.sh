@@ -4,7 +4,7 @@
 # (make_spec_pair.py says why), ours (bench/speculative.rs binary) and mlx-lm's speculative
 # generation side by side on the same card, same prompts, greedy, EOS ignored.
 # usage (repo root, after bench/gpu/run.sh installed MLX and made the models):
-#   [KEEP=4] [DRAFTS=4,8] [KS="4 6"] [RUNS=3] bash bench/gpu/run_spec.sh <carry_dir> <out_dir> [alpha ...]
+#   [KEEP=4] [DRAFTS=4,8] [KS="4 6"] [RUNS=3] [SKIP_MLX_LM=1] bash bench/gpu/run_spec.sh <carry_dir> <out_dir> [alpha ...]
 # KEEP: target layers left undamped (the draft depths worth measuring are around it).
 set -euo pipefail
 CARRY=$1; OUT=$2; shift 2
@@ -23,6 +23,7 @@ for a in $ALPHAS; do
   echo "== alpha $a ours" | tee -a "$OUT/spec.md"
   "$CARRY/speculative" "${args[@]}" --tokens "$TOKENS" --runs "$RUNS" --out /root/spec-views \
     --json "$OUT/spec-ours-a$a.json" 2>&1 | tee -a "$OUT/spec.md" | tail -12 || echo "ours failed (alpha $a)"
+  [ -n "${SKIP_MLX_LM:-}" ] && continue  # an A/B of our own builds on the same pair
   echo "== alpha $a mlx-lm" | tee -a "$OUT/spec.md"
   $PY bench/speculative_mlx_lm.py "${args[@]}" --tokens "$TOKENS" --runs "$RUNS" 2>&1 | tee -a "$OUT/spec.md" | tail -12 || echo "mlx-lm failed (alpha $a)"
 done

@@ -11,6 +11,13 @@ use mlx_rs::{ops, Array};
 use super::rotating_cache::RotatingCache;
 
 pub(crate) const STEP: i32 = 256;
+/// Positions a full cache holds beyond its STEP blocks, so that its capacity is never a
+/// multiple of 256. MLX's CUDA backend runs one-query attention over a slice of a cache whose
+/// capacity is a multiple of 256 through cuDNN (a child graph updated for every layer of every
+/// step) and otherwise through its vector kernel, which measured faster for our decode steps
+/// (H100, 1B shape, 1-stream decode 375–437 vs 337–351 tok/s with cuDNN; bench/RESULTS-gpu.md).
+/// Prompt chunks keep cuDNN: the capacity only decides the one-query case.
+pub(crate) const CAPACITY_PAD: i32 = 16;
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
 /// The attention mask a layer needs for the next `n` queries (mlx-lm's conventions).
@@ -129,10 +136,11 @@ impl FullCache {
             Some(keys) => prev + n > keys.shape()[2],
         };
         if needs_grow {
-            let blocks = (n + STEP - 1) / STEP;
+            // room for the new positions in whole STEP blocks, plus the pad
+            let capacity = (prev + n + STEP - 1) / STEP * STEP + CAPACITY_PAD;
             let grow = |cur: &Option<Array>, new: &Array| -> MlxResult<Array> {
                 let s = new.shape();
-                let fresh = ops::zeros_dtype(&[s[0], s[1], blocks * STEP, s[3]], new.dtype())?;
+                let fresh = ops::zeros_dtype(&[s[0], s[1], capacity - prev, s[3]], new.dtype())?;
                 match cur {
                     Some(old) => ops::concatenate(&[old.try_index((.., .., ..prev, ..))?, fresh], 2),
                     None => Ok(fresh),
@@ -182,6 +190,38 @@ impl KvCache {
                 n
             }
             Inner::Rotating(_) => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(n: i32, fill: f32) -> Array {
+        ops::full::<f32>(&[1, 2, n, 4], Array::from_f32(fill)).unwrap()
+    }
+
+    /// The capacity stays off multiples of 256 however the cache grows (MLX's CUDA backend would
+    /// otherwise take cuDNN for one-query attention, see `CAPACITY_PAD`), and the positions
+    /// written survive each growth.
+    #[test]
+    fn capacity_is_never_a_multiple_of_256_and_growth_keeps_positions() {
+        let mut c = KvCache::new();
+        let mut written = 0;
+        for (step, n) in [1, 255, 16, 1, 240, 300, 1, 1].into_iter().enumerate() {
+            let (keys, _) = c.update(&kv(n, step as f32), &kv(n, -(step as f32))).unwrap();
+            written += n;
+            let (kbuf, _, offset) = c.full_parts().unwrap();
+            let capacity = kbuf.shape()[2];
+            assert_eq!(offset, written);
+            assert!(capacity >= offset && capacity % 256 != 0, "capacity {capacity} after {written} positions");
+            assert_eq!(keys.shape()[2], written);
+            // the newest block holds this step's value, the first position the first step's
+            let last = keys.try_index((.., .., written - 1, ..)).unwrap();
+            let first = keys.try_index((.., .., 0, ..)).unwrap();
+            assert_eq!(ops::max(&last, None).unwrap().item_cast::<f32>(), step as f32);
+            assert_eq!(ops::max(&first, None).unwrap().item_cast::<f32>(), 0.0);
         }
     }
 }

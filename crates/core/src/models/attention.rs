@@ -160,7 +160,10 @@ pub(crate) fn decode_attention(spec: &AttnSpec<'_>, layer: usize, q: &Array, k: 
             }
             None => {
                 let (keys, values) = seg.cache[layer].update(&k, &v)?;
-                fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, None, None)?
+                match super::range_attention::single_row(&q, &keys, &values, spec.scale)? {
+                    Some(row) => row,
+                    None => fast::scaled_dot_product_attention(&q, &keys, &values, spec.scale, None, None)?,
+                }
             }
         };
         outs.push(out.reshape(&[1, n, spec.heads * spec.head_dim])?);

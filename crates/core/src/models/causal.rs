@@ -224,8 +224,8 @@ pub(crate) fn output_projection(normed: &Array, lm_head: Option<&super::linear::
 pub(crate) fn linear_arrays(l: &super::linear::Linear, out: &mut Vec<Array>) {
     use super::linear::Linear;
     match l {
-        Linear::Dense { weight, bias } => {
-            out.push(weight.clone());
+        Linear::Dense { weight, weight_t, bias } => {
+            out.extend([weight.clone(), weight_t.clone()]);
             out.extend(bias.iter().cloned());
         }
         Linear::Quantized { q, bias } => {
@@ -238,7 +238,7 @@ pub(crate) fn linear_arrays(l: &super::linear::Linear, out: &mut Vec<Array>) {
 pub(crate) fn embedding_arrays(e: &super::linear::Embedding, out: &mut Vec<Array>) {
     use super::linear::Embedding;
     match e {
-        Embedding::Dense(a) => out.push(a.clone()),
+        Embedding::Dense { table, table_t } => out.extend([table.clone(), table_t.clone()]),
         Embedding::Quantized(q) => out.extend([q.weight.clone(), q.scales.clone(), q.biases.clone()]),
     }
 }

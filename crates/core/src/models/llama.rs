@@ -133,10 +133,10 @@ impl LlamaModel {
             return Ok(None);
         }
         let c = &self.config;
-        let mut x = self.embed_tokens.lookup(&input_ids(segs)?)?;
-        if !fused_decode::heads_supported(c.head_dim, x.dtype()) {
+        if !fused_decode::heads_supported(c.head_dim, self.embed_tokens.dtype()) {
             return Ok(None);
         }
+        let mut x = self.embed_tokens.lookup(&input_ids(segs)?)?;
         let eps = c.rms_norm_eps;
         let positions = decode_positions(segs);
         let mut normed = fast::rms_norm(&x, Some(&self.layers[0].input_layernorm), eps)?;
@@ -243,11 +243,12 @@ fn fused_pass_shape(segs: &[Segment<'_>]) -> bool {
     segs.iter().all(|s| s.batch.is_some() || s.tokens.len() == 1) || (segs.len() == 1 && short_chunk(&segs[0]))
 }
 
-/// silu(gate)·up of a decode pass: several rows read their parts straight out of the fused
-/// product (`fused_decode::swiglu_rows`, where its self-check passed) instead of copying them
-/// out; one row (whose parts are views already) and everything else use the compiled SwiGLU.
+/// silu(gate)·up of a decode pass: the rows read their parts straight out of the fused product
+/// (`fused_decode::swiglu_rows`, where its self-check passed): one operation, where splitting
+/// the product (copies for several rows, two views for one) and the compiled SwiGLU are three
+/// for the host to build and MLX to evaluate. Without the kernel, the compiled SwiGLU.
 fn decode_swiglu(gate_up: &Projections, x: &Array) -> MlxResult<Array> {
-    if x.shape()[1] > 1 && fused_decode::swiglu_enabled() {
+    if fused_decode::swiglu_enabled() {
         if let Some(product) = gate_up.product(x) {
             let product = product?;
             let f = product.shape()[2] / 2;

@@ -92,7 +92,7 @@ impl MoeBlock {
             let name = format!("{experts}.{n}");
             let l = Linear::load(w, &name, quant, false)?;
             let (shape, bias) = match &l {
-                Linear::Dense { weight, bias } => (weight.shape().to_vec(), bias.is_some()),
+                Linear::Dense { weight, bias, .. } => (weight.shape().to_vec(), bias.is_some()),
                 Linear::Quantized { q, bias } => (q.weight.shape().to_vec(), bias.is_some()),
             };
             if shape.len() != 3 || shape[0] != num_experts {
@@ -219,7 +219,7 @@ impl SwitchGlu {
 
 fn gather_linear(l: &Linear, x: &Array, idx: &Array, sorted: bool) -> MlxResult<Array> {
     match l {
-        Linear::Dense { weight, .. } => ops::gather_mm(x, &weight.swap_axes(-1, -2)?, None, idx, sorted),
+        Linear::Dense { weight_t, .. } => ops::gather_mm(x, weight_t, None, idx, sorted),
         Linear::Quantized { q, .. } => ops::gather_qmm(x, &q.weight, &q.scales, &q.biases, None, idx, true, q.group_size, q.bits, sorted),
     }
 }
@@ -227,7 +227,7 @@ fn gather_linear(l: &Linear, x: &Array, idx: &Array, sorted: bool) -> MlxResult<
 /// x [n, in] through expert `e` of a stacked layer → [n, out].
 fn expert_linear(l: &Linear, x: &Array, e: i32) -> MlxResult<Array> {
     match l {
-        Linear::Dense { weight, .. } => ops::matmul(x, &weight.try_index(e)?.transpose()?),
+        Linear::Dense { weight_t, .. } => ops::matmul(x, &weight_t.try_index(e)?),
         Linear::Quantized { q, .. } => {
             let (w, s, b) = (q.weight.try_index(e)?, q.scales.try_index(e)?, q.biases.try_index(e)?);
             ops::quantized_matmul(x, &w, &s, &b, true, q.group_size, q.bits)

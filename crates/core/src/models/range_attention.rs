@@ -9,9 +9,11 @@
 //!   holds. Otherwise MLX's attention with a boolean mask, which its CUDA backend runs unfused.
 //!
 //! One block per (query row, kv head) streams the row's visible keys once for the kv head's
-//! whole query group: each warp takes every 4th key, keeps a running max, sum and weighted value
-//! sum per head (online softmax, f32), and the block merges its warps' partial results at the
-//! end. Keys and values are read where the cache holds them (strided views, no copy); q comes in
+//! whole query group: each warp reads several keys at a time (head_dim 64: 4 keys, 8 lanes of 8
+//! contiguous features per key), keeps a running max, sum and weighted value sum per head and
+//! key slot (online softmax, f32), merges its slots with shuffles, and the block merges its
+//! warps' partial results at the end. (A first version gave each key a whole warp and 4 warps a
+//! block: latency-bound, ~150 µs a layer for one row over 1100 keys on an H100.) Keys and values are read where the cache holds them (strided views, no copy); q comes in
 //! the row layout [rows, heads, 1, d] (`fused_decode::decode_heads`, rope) and the output leaves
 //! in it.
 //!
@@ -29,7 +31,10 @@ type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
 /// Longest chunk (queries per sequence) the kernel takes, as `sdpa::SMALL_QUERY_BLOCK`.
 pub const MAX_ROWS: i32 = super::sdpa::SMALL_QUERY_BLOCK;
-const WARPS: i32 = 4;
+/// Warps per block: 8 (4 for head_dim 256, to keep the merge buffer within 48 KB of shared memory).
+fn warps(head_dim: i32) -> i32 {
+    if head_dim <= 128 { 8 } else { 4 }
+}
 
 /// The kernel body; `stacked` picks how a row finds its batch entry and key range.
 fn source(stacked: bool) -> String {
@@ -42,61 +47,89 @@ fn source(stacked: bool) -> String {
     };
     format!(
         r#"
-  constexpr int WARPS = 4;
+  // KPW keys per warp at a time, LPK lanes per key, EPL contiguous features per lane
   constexpr int G = H / HKV;
-  constexpr int DPL = D / 32;
+  constexpr int KPW = (D == 32 || D == 64 || D == 128 || D == 256) ? 256 / D : 1;
+  constexpr int LPK = 32 / KPW;
+  constexpr int EPL = D / LPK;
   const int L = q_shape[0];
   const int N = keys_shape[2];
   const int row = blockIdx.x / HKV, hk = blockIdx.x % HKV;
   {range}
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int slot = lane / LPK, sub = lane % LPK;
   const float scale = __int_as_float(SCALE_BITS);
   const float NEG_INF = -__int_as_float(0x7f800000);
-  float qv[G][DPL], acc[G][DPL], m[G], l[G];
+  float qv[G][EPL], acc[G][EPL], m[G], l[G];
 #pragma unroll
   for (int g = 0; g < G; ++g) {{
     m[g] = NEG_INF;
     l[g] = 0.f;
 #pragma unroll
-    for (int t = 0; t < DPL; ++t) {{
-      qv[g][t] = static_cast<float>(q[((size_t)row * H + hk * G + g) * D + lane + 32 * t]) * scale;
+    for (int t = 0; t < EPL; ++t) {{
+      qv[g][t] = static_cast<float>(q[((size_t)row * H + hk * G + g) * D + sub * EPL + t]) * scale;
       acc[g][t] = 0.f;
     }}
   }}
-  const T* kbase = keys + (size_t)b * keys_strides[0] + (size_t)hk * keys_strides[1];
-  const T* vbase = values + (size_t)b * values_strides[0] + (size_t)hk * values_strides[1];
-  for (int j = lo + w; j < hi; j += WARPS) {{
-    const T* kj = kbase + (size_t)j * keys_strides[2];
-    const T* vj = vbase + (size_t)j * values_strides[2];
-    float kd[DPL], vd[DPL];
+  const T* kbase = keys + (size_t)b * keys_strides[0] + (size_t)hk * keys_strides[1] + sub * EPL;
+  const T* vbase = values + (size_t)b * values_strides[0] + (size_t)hk * values_strides[1] + sub * EPL;
+  // every lane runs the same number of iterations (the shuffles need the whole warp); a lane
+  // whose key is out of range computes with a score of -inf, which changes nothing
+  for (int j0 = lo + (w * KPW); j0 < hi; j0 += WARPS * KPW) {{
+    const int j = j0 + slot;
+    const bool live = j < hi;
+    float kd[EPL], vd[EPL];
 #pragma unroll
-    for (int t = 0; t < DPL; ++t) {{
-      kd[t] = static_cast<float>(kj[lane + 32 * t]);
-      vd[t] = static_cast<float>(vj[lane + 32 * t]);
+    for (int t = 0; t < EPL; ++t) {{
+      kd[t] = live ? static_cast<float>(kbase[(size_t)j * keys_strides[2] + t]) : 0.f;
+      vd[t] = live ? static_cast<float>(vbase[(size_t)j * values_strides[2] + t]) : 0.f;
     }}
 #pragma unroll
     for (int g = 0; g < G; ++g) {{
       float s = 0.f;
 #pragma unroll
-      for (int t = 0; t < DPL; ++t) s += qv[g][t] * kd[t];
+      for (int t = 0; t < EPL; ++t) s += qv[g][t] * kd[t];
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
-      const float m_new = fmaxf(m[g], s);
-      const float corr = __expf(m[g] - m_new);
-      const float p = __expf(s - m_new);
-      l[g] = l[g] * corr + p;
+      for (int o = LPK / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
+      if (live) {{
+        const float m_new = fmaxf(m[g], s);
+        const float corr = __expf(m[g] - m_new);
+        const float p = __expf(s - m_new);
+        l[g] = l[g] * corr + p;
 #pragma unroll
-      for (int t = 0; t < DPL; ++t) acc[g][t] = acc[g][t] * corr + p * vd[t];
-      m[g] = m_new;
+        for (int t = 0; t < EPL; ++t) acc[g][t] = acc[g][t] * corr + p * vd[t];
+        m[g] = m_new;
+      }}
+    }}
+  }}
+  // merge the warp's key slots (lanes with the same sub) into slot 0
+#pragma unroll
+  for (int o = LPK; o < 32; o <<= 1) {{
+#pragma unroll
+    for (int g = 0; g < G; ++g) {{
+      const float om = __shfl_xor_sync(0xffffffff, m[g], o);
+      const float ol = __shfl_xor_sync(0xffffffff, l[g], o);
+      const float mm = fmaxf(m[g], om);
+      const float f1 = m[g] == NEG_INF ? 0.f : __expf(m[g] - mm);
+      const float f2 = om == NEG_INF ? 0.f : __expf(om - mm);
+      l[g] = l[g] * f1 + ol * f2;
+#pragma unroll
+      for (int t = 0; t < EPL; ++t) {{
+        const float oa = __shfl_xor_sync(0xffffffff, acc[g][t], o);
+        acc[g][t] = acc[g][t] * f1 + oa * f2;
+      }}
+      m[g] = mm;
     }}
   }}
   __shared__ float sm_m[WARPS][G], sm_l[WARPS][G];
   __shared__ float sm_acc[WARPS][G][D];
+  if (slot == 0) {{
 #pragma unroll
-  for (int g = 0; g < G; ++g) {{
-    if (lane == 0) {{ sm_m[w][g] = m[g]; sm_l[w][g] = l[g]; }}
+    for (int g = 0; g < G; ++g) {{
+      if (sub == 0) {{ sm_m[w][g] = m[g]; sm_l[w][g] = l[g]; }}
 #pragma unroll
-    for (int t = 0; t < DPL; ++t) sm_acc[w][g][lane + 32 * t] = acc[g][t];
+      for (int t = 0; t < EPL; ++t) sm_acc[w][g][sub * EPL + t] = acc[g][t];
+    }}
   }}
   __syncthreads();
   for (int i = threadIdx.x; i < G * D; i += blockDim.x) {{
@@ -177,6 +210,19 @@ pub fn chunk(q: &Array, keys: &Array, values: &Array, scale: f32) -> MlxResult<O
     }
 }
 
+/// One sequence's single decode row (q [1, heads, 1, d]; keys/values its cache views): the
+/// kernel only when `MLX_SERVING_ROW_ATTENTION_KERNEL=1` as well (an A/B against MLX's own
+/// one-query attention, cuDNN or its vector kernel, which is one operation already — what is
+/// weighed is their host and device cost); `None` keeps MLX's.
+pub fn single_row(q: &Array, keys: &Array, values: &Array, scale: f32) -> MlxResult<Option<Array>> {
+    static ON: OnceLock<bool> = OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("MLX_SERVING_ROW_ATTENTION_KERNEL").is_ok_and(|v| v == "1"));
+    match route(q, keys) {
+        Some(Route::Kernel) if on => launch(q, keys, values, None, scale).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// Stacked decode rows' attention (q [rows, heads, 1, d]; keys/values [rows, kv_heads, N, d]
 /// as `BatchKv::update` returns them; positions int32 [rows]: row r holds its last
 /// positions[r] + 1 columns; mask: the same as booleans [rows, 1, 1, N]) → [rows, heads, 1, d];
@@ -205,10 +251,10 @@ pub fn launch(q: &Array, keys: &Array, values: &Array, positions: Option<&Array>
             &inputs,
             &Launch {
                 outputs: &[(&[rows, heads, 1, d], q.dtype())],
-                grid: (rows * kv_heads * WARPS * 32, 1, 1),
-                block: (WARPS * 32, 1, 1),
+                grid: (rows * kv_heads * warps(d) * 32, 1, 1),
+                block: (warps(d) * 32, 1, 1),
                 dtypes: &[(c"T", q.dtype())],
-                ints: &[(c"H", heads), (c"HKV", kv_heads), (c"D", d), (c"SCALE_BITS", scale.to_bits() as i32)],
+                ints: &[(c"H", heads), (c"HKV", kv_heads), (c"D", d), (c"WARPS", warps(d)), (c"SCALE_BITS", scale.to_bits() as i32)],
                 bools: &[],
             },
         )
