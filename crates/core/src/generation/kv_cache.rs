@@ -16,8 +16,14 @@ pub(crate) const STEP: i32 = 256;
 /// capacity is a multiple of 256 through cuDNN (a child graph updated for every layer of every
 /// step) and otherwise through its vector kernel, which measured faster for our decode steps
 /// (H100, 1B shape, 1-stream decode 375–437 vs 337–351 tok/s with cuDNN; bench/RESULTS-gpu.md).
-/// Prompt chunks keep cuDNN: the capacity only decides the one-query case.
+/// Prompt chunks keep cuDNN: the capacity only decides the one-query case. Only for the head
+/// sizes the vector kernel takes (64, 96, 128: MLX's `supports_sdpa_vector`); for others the pad
+/// would trade cuDNN for MLX's unfused attention.
 pub(crate) const CAPACITY_PAD: i32 = 16;
+
+fn capacity_pad(head_dim: i32) -> i32 {
+    if matches!(head_dim, 64 | 96 | 128) { CAPACITY_PAD } else { 0 }
+}
 type MlxResult<T> = Result<T, mlx_rs::error::Exception>;
 
 /// The attention mask a layer needs for the next `n` queries (mlx-lm's conventions).
@@ -137,7 +143,7 @@ impl FullCache {
         };
         if needs_grow {
             // room for the new positions in whole STEP blocks, plus the pad
-            let capacity = (prev + n + STEP - 1) / STEP * STEP + CAPACITY_PAD;
+            let capacity = (prev + n + STEP - 1) / STEP * STEP + capacity_pad(k.shape()[3]);
             let grow = |cur: &Option<Array>, new: &Array| -> MlxResult<Array> {
                 let s = new.shape();
                 let fresh = ops::zeros_dtype(&[s[0], s[1], capacity - prev, s[3]], new.dtype())?;
@@ -198,8 +204,8 @@ impl KvCache {
 mod tests {
     use super::*;
 
-    fn kv(n: i32, fill: f32) -> Array {
-        ops::full::<f32>(&[1, 2, n, 4], Array::from_f32(fill)).unwrap()
+    fn kv(n: i32, head_dim: i32, fill: f32) -> Array {
+        ops::full::<f32>(&[1, 2, n, head_dim], Array::from_f32(fill)).unwrap()
     }
 
     /// The capacity stays off multiples of 256 however the cache grows (MLX's CUDA backend would
@@ -210,7 +216,7 @@ mod tests {
         let mut c = KvCache::new();
         let mut written = 0;
         for (step, n) in [1, 255, 16, 1, 240, 300, 1, 1].into_iter().enumerate() {
-            let (keys, _) = c.update(&kv(n, step as f32), &kv(n, -(step as f32))).unwrap();
+            let (keys, _) = c.update(&kv(n, 64, step as f32), &kv(n, 64, -(step as f32))).unwrap();
             written += n;
             let (kbuf, _, offset) = c.full_parts().unwrap();
             let capacity = kbuf.shape()[2];
@@ -223,5 +229,13 @@ mod tests {
             assert_eq!(ops::max(&last, None).unwrap().item_cast::<f32>(), step as f32);
             assert_eq!(ops::max(&first, None).unwrap().item_cast::<f32>(), 0.0);
         }
+    }
+
+    /// Head sizes MLX's vector kernel does not take keep whole 256-position blocks (cuDNN).
+    #[test]
+    fn other_head_sizes_keep_whole_blocks() {
+        let mut c = KvCache::new();
+        c.update(&kv(300, 80, 1.0), &kv(300, 80, 1.0)).unwrap();
+        assert_eq!(c.full_parts().unwrap().0.shape()[2], 512);
     }
 }

@@ -17,8 +17,10 @@
 //! the row layout [rows, heads, 1, d] (`fused_decode::decode_heads`, rope) and the output leaves
 //! in it.
 //!
-//! Not yet measured on a GPU: off unless `MLX_SERVING_ATTENTION_KERNEL=1`, and then only after a
-//! one-time self-check of both variants against MLX's attention passes.
+//! Off unless `MLX_SERVING_ATTENTION_KERNEL=1`, and then only after a one-time self-check of both
+//! variants against MLX's attention passes. The first version compiled and passed on an H100
+//! (within 1e-3 relative in bf16/f16); this one has not been compiled on a GPU yet, and neither
+//! has been timed inside a speculative round.
 
 use std::cell::OnceCell;
 use std::sync::OnceLock;
