@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One GPU call after bench/gpu/prepare_carry.sh's call 1 (LIMIT = seconds this call may use):
+# installs the carried wheels, makes the 1B-shaped random model, then runs, each while time is
+# left: the speculative A/B (range attention kernel off/on, k = 6, 2-layer draft), two
+# interleaved 1B pairs ours vs mlx-lm (decode, prefill, TTFT, 16 streams, RSS), and the range
+# attention check + timing. Results and traces under $OUT.
+set -uo pipefail
+T0=$(date +%s); LIMIT=${LIMIT:-580}
+el() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
+left() { [ $(( $(date +%s) - T0 + $1 )) -lt $LIMIT ]; }   # $1: seconds the next step needs
+W=/root/w; mkdir -p $W/x
+PY=python3
+if ! $PY -c 'import mlx.core' 2>/dev/null; then
+  cat $W/part.aa .gpu1/part.ab > $W/mlx_cuda_13-0.32.2-py3-none-manylinux_2_35_x86_64.whl
+  $PY -m pip install -q --no-index --no-deps --no-compile .gpus/whl/*.whl $W/mlx_cuda_13-0.32.2-py3-none-manylinux_2_35_x86_64.whl 2>&1 | tail -3
+fi
+cp -r .gpus/tok .gpus/bench_engine $W/; cp .gpus/x/* $W/x/; chmod +x $W/bench_engine $W/speculative $W/x/*
+$PY -c 'import mlx.core as mx; print("mlx", mx.__version__, mx.default_device())'
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee $OUT/gpu.txt
+SP=$($PY -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])')
+export LD_LIBRARY_PATH="$SP/mlx/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+BENCH_GPU_NO_4BIT=1 BENCH_GPU_ONLY=llama-3.2-1b-shaped $PY bench/gpu/make_random_models.py $W/tok /root/bench-models 2>&1 | tail -1
+$PY - <<'PY' > /tmp/prompts.json
+import json, random
+random.seed(1)
+ids = lambda n: [random.randrange(200, 49000) for _ in range(n)]
+print(json.dumps({"long": ids(1024), "chat": ids(42), "batch": [ids(64) for _ in range(16)]}))
+PY
+el setup done
+export BENCH_DECODE_REPEAT=5 MLX_SERVING_STEP_TRACE=1
+ours() { local label=$1 m=$2; shift 2
+  env "$@" timeout 100 /root/w/bench_engine /root/bench-models/$m /tmp/prompts.json 128 16 2> $OUT/trace-$label-$R.txt | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"$label\",\"run\":$R,\"r\":/; s/\$/}/" >> $OUT/ab.jsonl; el "$label $m"; }
+mlxlm() { local m=$1
+  timeout 100 python3 bench/mlx_lm_bench.py /root/bench-models/$m /tmp/prompts.json 128 16 2>/dev/null | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"mlx-lm\",\"run\":$R,\"r\":/; s/\$/}/" >> $OUT/ab.jsonl; el "mlx-lm $m"; }
+spec() { local att=$1
+  left 70 || return
+  SKIP_MLX_LM=1 MLX_SERVING_ATTENTION_KERNEL=$att KEEP=2 DRAFTS=2 KS=6 RUNS=2 timeout $(( LIMIT - $(date +%s) + T0 - 5 )) bash bench/gpu/run_spec.sh /root/w $OUT 0.01 > $OUT/spec-att$att.txt 2>&1
+  el "spec att=$att"; grep -i "tok/s\|accept\|round-trace\|step-trace\|×\|speed" $OUT/spec-att$att.txt | head -16; }
+m=llama-3.2-1b-shaped
+spec 0
+R=1; left 60 && ours default $m X=0; left 40 && mlxlm $m
+spec 1
+R=2; left 60 && ours default $m X=0; left 40 && mlxlm $m
+python3 - $OUT/ab.jsonl <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    try: d = json.loads(l)
+    except Exception: continue
+    r = d["r"]; a = r.get("aggregate_tps", {})
+    print(d["model"][:8], d["side"].ljust(10), d["run"], "dec", round(r.get("decode_tps", 0), 1), [round(x) for x in r.get("decode_tps_runs", [])], "pre", round(r.get("prefill_tps", 0)), "ttft", r.get("ttft_chat_s"), "agg16", a.get("16", a), "ids", r.get("solo_ids_head", [])[:8])
+PY
+for f in $OUT/trace-*; do echo "$f: $(grep 'stacked=0 other=1 ' $f)"; done
+left 30 && { KERNELS_CHECK_ONLY=range_attention timeout $(( LIMIT - $(date +%s) + T0 - 5 )) /root/w/x/cuda_kernels_check > $OUT/kernels.txt 2>&1; echo "kernels rc=$?"; grep -c FAIL $OUT/kernels.txt; grep "timing\|failures" $OUT/kernels.txt; }
+el end
