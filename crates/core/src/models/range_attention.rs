@@ -187,10 +187,12 @@ enum Route {
     Reference,
 }
 
-/// The route for these heads, `None` where the caller keeps its own path.
-fn route(q: &Array, keys: &Array) -> Option<Route> {
+/// The route for these heads, `None` where the caller keeps its own path (also where keys or
+/// values differ from q in dtype or head size: the kernel reads all three as `T` [.., d]).
+fn route(q: &Array, keys: &Array, values: &Array) -> Option<Route> {
     let s = q.shape();
-    if !supported(s[0], s[1], keys.shape()[1], s[3], q.dtype()) {
+    let same_layout = [keys, values].iter().all(|a| a.dtype() == q.dtype() && a.shape().get(3) == Some(&s[3]));
+    if !same_layout || !supported(s[0], s[1], keys.shape()[1], s[3], q.dtype()) {
         None
     } else if super::fused_decode::reference_ops() {
         Some(Route::Reference)
@@ -205,7 +207,7 @@ fn route(q: &Array, keys: &Array) -> Option<Route> {
 /// the sequence's cache after the chunk was written, [1, kv_heads, N, d] views with a contiguous
 /// last axis) → [L, heads, 1, d]; `None` where the caller keeps its own path.
 pub fn chunk(q: &Array, keys: &Array, values: &Array, scale: f32) -> MlxResult<Option<Array>> {
-    match route(q, keys) {
+    match route(q, keys, values) {
         Some(Route::Kernel) => launch(q, keys, values, None, scale).map(Some),
         Some(Route::Reference) => chunk_reference(q, keys, values, scale).map(Some),
         None => Ok(None),
@@ -219,7 +221,7 @@ pub fn chunk(q: &Array, keys: &Array, values: &Array, scale: f32) -> MlxResult<O
 pub fn single_row(q: &Array, keys: &Array, values: &Array, scale: f32) -> MlxResult<Option<Array>> {
     static ON: OnceLock<bool> = OnceLock::new();
     let on = *ON.get_or_init(|| std::env::var("MLX_SERVING_ROW_ATTENTION_KERNEL").is_ok_and(|v| v == "1"));
-    match route(q, keys) {
+    match route(q, keys, values) {
         Some(Route::Kernel) if on => launch(q, keys, values, None, scale).map(Some),
         _ => Ok(None),
     }
@@ -230,7 +232,7 @@ pub fn single_row(q: &Array, keys: &Array, values: &Array, scale: f32) -> MlxRes
 /// positions[r] + 1 columns; mask: the same as booleans [rows, 1, 1, N]) → [rows, heads, 1, d];
 /// `None` where the caller keeps its own path.
 pub fn stacked(q: &Array, keys: &Array, values: &Array, positions: &Array, mask: &Array, scale: f32) -> MlxResult<Option<Array>> {
-    match route(q, keys) {
+    match route(q, keys, values) {
         Some(Route::Kernel) => launch(q, keys, values, Some(positions), scale).map(Some),
         Some(Route::Reference) => stacked_reference(q, keys, values, mask, scale).map(Some),
         None => Ok(None),
