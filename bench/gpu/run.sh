@@ -18,13 +18,8 @@ export LD_LIBRARY_PATH="$SP/mlx/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 GEN=${GEN:-128}; CONC=${CONC:-1,16}
 # decode figures: median of 5 long-prompt streams per process on both sides (these hosts drift)
 export BENCH_DECODE_REPEAT=${BENCH_DECODE_REPEAT:-5}
+$PY bench/gpu/make_prompts.py > /tmp/prompts.json  # the same prompts for every model and side
 for m in ${BENCH_GPU_MODELS:-llama-3.2-1b-shaped qwen3-4b-shaped llama-3.2-1b-shaped-4bit qwen3-4b-shaped-4bit}; do
-  $PY - "$m" <<'PY' > /tmp/prompts.json
-import json, random, sys
-random.seed(1)
-ids = lambda n: [random.randrange(200, 49000) for _ in range(n)]
-print(json.dumps({"long": ids(1024), "chat": ids(42), "batch": [ids(64) for _ in range(16)]}))
-PY
   for r in 1 2 3; do
     echo "== $m run $r" >&2
     "$CARRY/bench_engine" "$MODELS/$m" /tmp/prompts.json "$GEN" "$CONC" | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"ours\",\"run\":$r,\"r\":/; s/\$/}/" >> "$OUT/gpu_raw.jsonl"

@@ -20,12 +20,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 SP=$($PY -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])')
 export LD_LIBRARY_PATH="$SP/mlx/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 BENCH_GPU_NO_4BIT=1 BENCH_GPU_ONLY=llama-3.2-1b-shaped $PY bench/gpu/make_random_models.py $W/tok /root/bench-models 2>&1 | tail -1
-$PY - <<'PY' > /tmp/prompts.json
-import json, random
-random.seed(1)
-ids = lambda n: [random.randrange(200, 49000) for _ in range(n)]
-print(json.dumps({"long": ids(1024), "chat": ids(42), "batch": [ids(64) for _ in range(16)]}))
-PY
+$PY bench/gpu/make_prompts.py > /tmp/prompts.json
 el setup done
 export BENCH_DECODE_REPEAT=5 MLX_SERVING_STEP_TRACE=1
 ours() { local label=$1 m=$2; shift 2

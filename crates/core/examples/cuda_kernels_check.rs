@@ -173,8 +173,6 @@ fn main() {
                 }
             }
         }
-    }
-    if want("range_attention") {
         // time per call (100 calls queued, then one wait; host encoding included), µs
         let time = |f: &dyn Fn() -> Array| {
             mlx_rs::transforms::eval([&f()]).unwrap();

@@ -33,7 +33,7 @@ impl Linear {
         let bias = if with_bias { Some(w.require(&format!("{prefix}.bias"))?) } else { w.get(&format!("{prefix}.bias")).cloned() };
         match load_quantized(w, prefix, quant)? {
             Some(q) => Ok(Linear::Quantized { q, bias }),
-            None => Ok(Linear::dense(w.require(&format!("{prefix}.weight"))?, bias)?),
+            None => Linear::dense(w.require(&format!("{prefix}.weight"))?, bias).map_err(|e| EngineError::model_load(format!("{prefix}: {}", e.what()))),
         }
     }
 
@@ -83,7 +83,7 @@ impl Embedding {
             Some(q) => Ok(Embedding::Quantized(q)),
             None => {
                 let table = w.require(&format!("{prefix}.weight"))?;
-                let table_t = table.transpose().map_err(|e| EngineError::model_load(format!("{prefix}: {}", e.what())))?;
+                let table_t = table.swap_axes(-1, -2).map_err(|e| EngineError::model_load(format!("{prefix}: {}", e.what())))?;
                 Ok(Embedding::Dense { table, table_t })
             }
         }
