@@ -84,9 +84,11 @@ fn no_eos_view(src: &Path, out: &Path) -> PathBuf {
     dst
 }
 
-async fn run(e: &Engine, params: Value) -> GenerationStats {
+/// One request to its end: its stats and the ids it emitted.
+async fn run(e: &Engine, params: Value) -> (GenerationStats, Vec<u32>) {
     let mut s = e.create_stream(&params, &Value::Null).await.expect("create stream");
     let mut stats = None;
+    let mut ids = Vec::new();
     loop {
         let batch = tokio::time::timeout(Duration::from_secs(600), s.next_batch()).await.expect("stalled");
         if batch.is_empty() {
@@ -96,11 +98,11 @@ async fn run(e: &Engine, params: Value) -> GenerationStats {
             match c {
                 Chunk::Metadata(m) => stats = Some(m),
                 Chunk::Error(err) => panic!("generation failed: {err}"),
-                Chunk::Token { .. } => {}
+                Chunk::Token { token_id, .. } => ids.push(token_id),
             }
         }
     }
-    stats.expect("no metadata chunk")
+    (stats.expect("no metadata chunk"), ids)
 }
 
 fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -148,41 +150,50 @@ async fn main() {
         }
         run(&e, p).await;
     }
-    let mut rows = Vec::new();
-    for (name, c) in &configs {
-        let (mut tps, mut acc) = (Vec::new(), Vec::new());
-        for r in 0..a.runs {
-            for prompt in PROMPTS {
+    // Runs interleaved (run r of every configuration before run r + 1 of any), so drifting host
+    // speed weighs on all configurations alike. Each speculative run's ids are compared with the
+    // plain run of the same prompt (greedy: lossless means identical, up to the device's
+    // different arithmetic for one row and for several — reported, not asserted).
+    let mut rows: Vec<(String, Vec<f64>, Vec<f64>, usize)> = configs.iter().map(|(n, _)| (n.clone(), Vec::new(), Vec::new(), 0)).collect();
+    let mut plain_ids: Vec<Vec<u32>> = vec![Vec::new(); PROMPTS.len()];
+    for r in 0..a.runs {
+        for (ci, (name, c)) in configs.iter().enumerate() {
+            for (pi, prompt) in PROMPTS.iter().enumerate() {
                 let mut p = json!({"model": "target", "prompt": prompt, "maxTokens": a.tokens, "temperature": 0});
                 if let Some((d, k)) = c {
                     p["draftModel"] = json!(d);
                     p["numDraftTokens"] = json!(k);
                 }
-                let s = run(&e, p).await;
+                let (s, ids) = run(&e, p).await;
                 assert_eq!(s.tokens_generated, a.tokens, "EOS should be ignored");
-                tps.push(s.tokens_per_second);
+                if c.is_none() && r == 0 {
+                    plain_ids[pi] = ids;
+                } else if ids != plain_ids[pi] {
+                    rows[ci].3 += 1;
+                }
+                rows[ci].1.push(s.tokens_per_second);
                 if let Some(rate) = s.acceptance_rate {
-                    acc.push(rate);
+                    rows[ci].2.push(rate);
                 }
                 eprintln!("{name} run {r}: {:.2} tok/s{}", s.tokens_per_second, s.acceptance_rate.map(|x| format!(", acceptance {x:.3}")).unwrap_or_default());
             }
         }
-        rows.push((name.clone(), tps, acc));
     }
     let base = summary(rows[0].1.clone()).1;
     println!("Machine: {}; {} tokens per run, greedy, EOS ignored, {} prompts × {} runs per row\n", machine(), a.tokens, PROMPTS.len(), a.runs);
-    println!("| config | decode tok/s min | median | max | speedup (median) | acceptance median |");
-    println!("|---|---|---|---|---|---|");
+    println!("| config | decode tok/s min | median | max | speedup (median) | acceptance median | runs with ids ≠ plain |");
+    println!("|---|---|---|---|---|---|---|");
     let mut out = Vec::new();
-    for (name, tps, acc) in &rows {
+    for (name, tps, acc, differ) in &rows {
         let (lo, med, hi) = summary(tps.clone());
         let acc_med = if acc.is_empty() { None } else { Some(summary(acc.clone()).1) };
         println!(
-            "| {name} | {lo:.2} | {med:.2} | {hi:.2} | {:.2}× | {} |",
+            "| {name} | {lo:.2} | {med:.2} | {hi:.2} | {:.2}× | {} | {differ} of {} |",
             med / base,
-            acc_med.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into())
+            acc_med.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into()),
+            tps.len()
         );
-        out.push(json!({"config": name, "tps": tps, "acceptance": acc}));
+        out.push(json!({"config": name, "tps": tps, "acceptance": acc, "runs_ids_differ_from_plain": differ}));
     }
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_string_pretty(&json!({"runtime": runtime, "rows": out})).unwrap()).unwrap();

@@ -22,7 +22,7 @@ for a in $ALPHAS; do
   for k in $KS; do args+=(--k "$k"); done
   echo "== alpha $a ours" | tee -a "$OUT/spec.md"
   "$CARRY/speculative" "${args[@]}" --tokens "$TOKENS" --runs "$RUNS" --out /root/spec-views \
-    --json "$OUT/spec-ours-a$a.json" 2>&1 | tee -a "$OUT/spec.md" | tail -12 || echo "ours failed (alpha $a)"
+    --json "$OUT/spec-ours-a$a${TAG:-}.json" 2>&1 | tee -a "$OUT/spec.md" | tail -12 || echo "ours failed (alpha $a)"
   [ -n "${SKIP_MLX_LM:-}" ] && continue  # an A/B of our own builds on the same pair
   echo "== alpha $a mlx-lm" | tee -a "$OUT/spec.md"
   $PY bench/speculative_mlx_lm.py "${args[@]}" --tokens "$TOKENS" --runs "$RUNS" 2>&1 | tee -a "$OUT/spec.md" | tail -12 || echo "mlx-lm failed (alpha $a)"

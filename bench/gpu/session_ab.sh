@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One GPU call after bench/gpu/prepare_carry.sh's call 1 (LIMIT = seconds this call may use):
 # installs the carried wheels, makes the 1B-shaped random model, then runs, each while time is
-# left: the speculative A/B (range attention kernel off/on, k = 6, 2-layer draft), two
-# interleaved 1B pairs ours vs mlx-lm (decode, prefill, TTFT, 16 streams, RSS), and the range
-# attention check + timing. Results and traces under $OUT.
+# left: the speculative A/Bs (SPECS: range attention kernel off/on × draft hand-off, k = 6,
+# 2-layer draft), the range attention check + timing, with MLXLM_SPEC=1 the default build's
+# speculative run beside mlx-lm's, and a 1B pair ours vs mlx-lm (decode, prefill, TTFT, 16
+# streams, RSS). Results and traces under $OUT, packed into one all.tgz at the end (the device
+# tool brings back only a few files).
 set -uo pipefail
 T0=$(date +%s); LIMIT=${LIMIT:-580}
 el() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
@@ -27,15 +29,20 @@ ours() { local label=$1 m=$2; shift 2
   env "$@" timeout 100 /root/w/bench_engine /root/bench-models/$m /tmp/prompts.json 128 16 2> $OUT/trace-$label-$R.txt | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"$label\",\"run\":$R,\"r\":/; s/\$/}/" >> $OUT/ab.jsonl; el "$label $m"; }
 mlxlm() { local m=$1
   timeout 100 python3 bench/mlx_lm_bench.py /root/bench-models/$m /tmp/prompts.json 128 16 2>/dev/null | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"mlx-lm\",\"run\":$R,\"r\":/; s/\$/}/" >> $OUT/ab.jsonl; el "mlx-lm $m"; }
-spec() { local att=$1
+spec() { local att=$1 every=$2
   left 70 || return
-  SKIP_MLX_LM=1 MLX_SERVING_ATTENTION_KERNEL=$att KEEP=2 DRAFTS=2 KS=6 RUNS=2 timeout $(( LIMIT - $(date +%s) + T0 - 5 )) bash bench/gpu/run_spec.sh /root/w $OUT 0.01 > $OUT/spec-att$att.txt 2>&1
-  el "spec att=$att"; grep -i "tok/s\|accept\|round-trace\|step-trace\|×\|speed" $OUT/spec-att$att.txt | head -16; }
+  TAG=-att$att-e$every SKIP_MLX_LM=1 MLX_SERVING_ATTENTION_KERNEL=$att MLX_SERVING_DRAFT_ASYNC_EVERY=$every KEEP=2 DRAFTS=2 KS=6 RUNS=2 timeout $(( LIMIT - $(date +%s) + T0 - 5 )) bash bench/gpu/run_spec.sh /root/w $OUT 0.01 > $OUT/spec-att$att-e$every.txt 2>&1
+  el "spec att=$att draft_async_every=$every"; grep -i "tok/s\|accept\|round-trace\|step-trace\|×\|speed" $OUT/spec-att$att-e$every.txt | head -16; }
 m=llama-3.2-1b-shaped
-spec 0
+# SPECS: "att:every" pairs, in order (MLX_SERVING_ATTENTION_KERNEL, MLX_SERVING_DRAFT_ASYNC_EVERY)
+for p in ${SPECS:-0:1 0:0 1:1 1:0}; do spec ${p%%:*} ${p##*:}; done
+left 30 && { KERNELS_CHECK_ONLY=range_attention timeout $(( LIMIT - $(date +%s) + T0 - 5 )) /root/w/x/cuda_kernels_check > $OUT/kernels.txt 2>&1; echo "kernels rc=$?"; grep -c FAIL $OUT/kernels.txt; grep "timing\|failures" $OUT/kernels.txt; }
+# MLXLM_SPEC=1: the default build's speculative run beside mlx-lm's on the same pair
+if [ -n "${MLXLM_SPEC:-}" ] && left 150; then
+  TAG=-default-vs-mlxlm KEEP=2 DRAFTS=2 KS=6 RUNS=2 timeout $(( LIMIT - $(date +%s) + T0 - 5 )) bash bench/gpu/run_spec.sh /root/w $OUT 0.01 > $OUT/spec-vs-mlxlm.txt 2>&1
+  el "spec vs mlx-lm"; grep "|\|==" $OUT/spec-vs-mlxlm.txt | head -20
+fi
 R=1; left 60 && ours default $m X=0; left 40 && mlxlm $m
-spec 1
-R=2; left 60 && ours default $m X=0; left 40 && mlxlm $m
 python3 - $OUT/ab.jsonl <<'PY'
 import json, sys
 for l in open(sys.argv[1]):
@@ -45,5 +52,5 @@ for l in open(sys.argv[1]):
     print(d["model"][:8], d["side"].ljust(10), d["run"], "dec", round(r.get("decode_tps", 0), 1), [round(x) for x in r.get("decode_tps_runs", [])], "pre", round(r.get("prefill_tps", 0)), "ttft", r.get("ttft_chat_s"), "agg16", a.get("16", a), "ids", r.get("solo_ids_head", [])[:8])
 PY
 for f in $OUT/trace-*; do echo "$f: $(grep 'stacked=0 other=1 ' $f)"; done
-left 30 && { KERNELS_CHECK_ONLY=range_attention timeout $(( LIMIT - $(date +%s) + T0 - 5 )) /root/w/x/cuda_kernels_check > $OUT/kernels.txt 2>&1; echo "kernels rc=$?"; grep -c FAIL $OUT/kernels.txt; grep "timing\|failures" $OUT/kernels.txt; }
 el end
+(cd $OUT && tar czf /tmp/all.tgz . && rm -rf $OUT/* && mv /tmp/all.tgz $OUT/)

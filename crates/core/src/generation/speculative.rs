@@ -53,6 +53,16 @@ pub fn default_draft_tokens() -> usize {
 /// Tokens per draft forward pass while the draft catches up with the prompt.
 const DRAFT_CATCH_UP_CHUNK: usize = 512;
 
+/// How often a greedy round hands its lazy proposals to the device (`async_eval`): after every
+/// n-th draft pass; 0 = never (the round's one `eval` runs drafts and verification together).
+/// Each hand-off ends a CUDA graph, whose launch costs host time, while the device would
+/// otherwise idle until the round's graph is built. An A/B switch for the GPU bench
+/// (`MLX_SERVING_DRAFT_ASYNC_EVERY`), 1 by default.
+fn draft_async_every() -> usize {
+    static EVERY: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *EVERY.get_or_init(|| std::env::var("MLX_SERVING_DRAFT_ASYNC_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(1))
+}
+
 pub struct Speculation {
     draft: Rc<LoadedModel>,
     /// The draft's KV cache; it always holds `kv_tokens[..fed]` of the stream.
@@ -172,7 +182,10 @@ impl GenerationStream {
                     // Hand this proposal to the device now: it computes while the host builds
                     // the next draft pass and the verification pass (otherwise the device would
                     // idle until the whole round's graph was built).
-                    mlx_rs::transforms::async_eval([&d])?;
+                    let every = draft_async_every();
+                    if every > 0 && (i + 1) % every == 0 {
+                        mlx_rs::transforms::async_eval([&d])?;
+                    }
                     lazy_drafts.push(d);
                 } else {
                     let f = self.sampler.filtered_logprobs(&logits)?;

@@ -17,10 +17,11 @@
 //! the row layout [rows, heads, 1, d] (`fused_decode::decode_heads`, rope) and the output leaves
 //! in it.
 //!
-//! Off unless `MLX_SERVING_ATTENTION_KERNEL=1`, and then only after a one-time self-check of both
-//! variants against MLX's attention passes. The first version compiled and passed on an H100
-//! (within 1e-3 relative in bf16/f16); this one has not been compiled on a GPU yet, and neither
-//! has been timed inside a speculative round.
+//! On by default on MLX's CUDA backend (`MLX_SERVING_ATTENTION_KERNEL=0` switches it off), after
+//! a one-time self-check of both variants against MLX's attention. Measured on an H100 (bench/
+//! RESULTS-gpu.md, 2026-12-07): 7 rows over 1100 keys 19 µs vs 192 µs for MLX's operations, 16
+//! stacked rows 30.5 vs 99.1 µs; a speculative round's verification wait 2.6 vs 4.4 ms. Single
+//! decode rows keep MLX's one-query kernel unless `MLX_SERVING_ROW_ATTENTION_KERNEL=1`.
 
 use std::cell::OnceCell;
 use std::sync::OnceLock;
@@ -157,12 +158,12 @@ thread_local! {
     static KERNELS: [OnceCell<CudaKernel>; 2] = const { [OnceCell::new(), OnceCell::new()] };
 }
 
-/// Whether the kernel runs: CUDA, the fused kernels on, opted in with
-/// `MLX_SERVING_ATTENTION_KERNEL=1`, and the one-time self-check passed.
+/// Whether the kernel runs: CUDA, the fused kernels on, not switched off with
+/// `MLX_SERVING_ATTENTION_KERNEL=0`, and the one-time self-check passed.
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
-        let switched_on = std::env::var("MLX_SERVING_ATTENTION_KERNEL").is_ok_and(|v| v == "1");
+        let switched_on = std::env::var("MLX_SERVING_ATTENTION_KERNEL").map_or(true, |v| v != "0");
         super::fused_decode::kernel_gate("range attention kernel", switched_on, self_check)
     })
 }
@@ -281,13 +282,16 @@ pub fn stacked_reference(q: &Array, keys: &Array, values: &Array, mask: &Array, 
 }
 
 /// Both variants against their references on views of a longer cache, GQA 8/2: 5 chunk rows
-/// over 37 keys, 3 stacked rows holding 37, 20 and 1 of 37 columns; f32 within 1e-4, bf16
-/// within 2e-2 of the largest output.
+/// over 37 keys, 3 stacked rows holding 37, 20 and 1 of 37 columns; f32 within 2e-3, bf16
+/// within 2e-2 of the largest output. (The chunk reference's products run on TF32 tensor cores
+/// under MLX's CUDA default `MLX_ENABLE_TF32=1`: ~5e-4 relative off exact f32 at a few hundred
+/// keys, where the kernel is within 1e-6 — `cuda_kernels_check` compares with TF32 off. A
+/// wrong kernel is off by O(1).)
 fn self_check() -> MlxResult<bool> {
     use mlx_rs::ops::indexing::TryIndexOp;
     use super::fused_decode::{relative_error, seeded_normal};
     let (heads, kv_heads, d, n) = (8, 2, 64, 37);
-    for (dtype, tol) in [(Dtype::Float32, 1e-4f32), (Dtype::Bfloat16, 2e-2)] {
+    for (dtype, tol) in [(Dtype::Float32, 2e-3f32), (Dtype::Bfloat16, 2e-2)] {
         let q = seeded_normal(&[5, heads, 1, d], 1, dtype)?;
         let kbuf = seeded_normal(&[3, kv_heads, 64, d], 2, dtype)?;
         let vbuf = seeded_normal(&[3, kv_heads, 64, d], 3, dtype)?;
