@@ -34,14 +34,14 @@ spec() { local att=$1 every=$2
   TAG=-att$att-e$every SKIP_MLX_LM=1 MLX_SERVING_ATTENTION_KERNEL=$att MLX_SERVING_DRAFT_ASYNC_EVERY=$every KEEP=2 DRAFTS=2 KS=6 RUNS=2 timeout $(( LIMIT - $(date +%s) + T0 - 5 )) bash bench/gpu/run_spec.sh /root/w $OUT 0.01 > $OUT/spec-att$att-e$every.txt 2>&1
   el "spec att=$att draft_async_every=$every"; grep -i "tok/s\|accept\|round-trace\|step-trace\|×\|speed" $OUT/spec-att$att-e$every.txt | head -16; }
 m=llama-3.2-1b-shaped
-# SPECS: "att:every" pairs, in order (MLX_SERVING_ATTENTION_KERNEL, MLX_SERVING_DRAFT_ASYNC_EVERY)
-for p in ${SPECS:-0:1 0:0 1:1 1:0}; do spec ${p%%:*} ${p##*:}; done
-left 30 && { KERNELS_CHECK_ONLY=range_attention timeout $(( LIMIT - $(date +%s) + T0 - 5 )) /root/w/x/cuda_kernels_check > $OUT/kernels.txt 2>&1; echo "kernels rc=$?"; grep -c FAIL $OUT/kernels.txt; grep "timing\|failures" $OUT/kernels.txt; }
 # MLXLM_SPEC=1: the default build's speculative run beside mlx-lm's on the same pair
-if [ -n "${MLXLM_SPEC:-}" ] && left 150; then
+if [ -n "${MLXLM_SPEC:-}" ] && left 90; then
   TAG=-default-vs-mlxlm KEEP=2 DRAFTS=2 KS=6 RUNS=2 timeout $(( LIMIT - $(date +%s) + T0 - 5 )) bash bench/gpu/run_spec.sh /root/w $OUT 0.01 > $OUT/spec-vs-mlxlm.txt 2>&1
   el "spec vs mlx-lm"; grep "|\|==" $OUT/spec-vs-mlxlm.txt | head -20
 fi
+# SPECS: "att:every" pairs, in order (MLX_SERVING_ATTENTION_KERNEL, MLX_SERVING_DRAFT_ASYNC_EVERY)
+for p in ${SPECS:-0:1 0:0 1:1 1:0}; do spec ${p%%:*} ${p##*:}; done
+left 30 && { KERNELS_CHECK_ONLY=range_attention timeout $(( LIMIT - $(date +%s) + T0 - 5 )) /root/w/x/cuda_kernels_check > $OUT/kernels.txt 2>&1; echo "kernels rc=$?"; grep -c FAIL $OUT/kernels.txt; grep "timing\|failures" $OUT/kernels.txt; }
 R=1; left 60 && ours default $m X=0; left 40 && mlxlm $m
 python3 - $OUT/ab.jsonl <<'PY'
 import json, sys
