@@ -84,6 +84,25 @@ fn no_eos_view(src: &Path, out: &Path) -> PathBuf {
     dst
 }
 
+/// One configuration's results over all runs and prompts.
+#[derive(Default)]
+struct Row {
+    tps: Vec<f64>,
+    acceptance: Vec<f64>,
+    /// Runs whose ids differ from the first plain run of the same prompt.
+    ids_differ: usize,
+}
+
+/// A greedy request to the target, with the configuration's draft and proposal length if any.
+fn request(prompt: &str, max_tokens: u32, draft: &Option<(String, u32)>) -> Value {
+    let mut p = json!({"model": "target", "prompt": prompt, "maxTokens": max_tokens, "temperature": 0});
+    if let Some((d, k)) = draft {
+        p["draftModel"] = json!(d);
+        p["numDraftTokens"] = json!(k);
+    }
+    p
+}
+
 /// One request to its end: its stats and the ids it emitted.
 async fn run(e: &Engine, params: Value) -> (GenerationStats, Vec<u32>) {
     let mut s = e.create_stream(&params, &Value::Null).await.expect("create stream");
@@ -143,48 +162,36 @@ async fn main() {
     }
     // warm-up (weights paged in, kernels built)
     for (_, c) in &configs {
-        let mut p = json!({"model": "target", "prompt": PROMPTS[0], "maxTokens": 8, "temperature": 0});
-        if let Some((d, k)) = c {
-            p["draftModel"] = json!(d);
-            p["numDraftTokens"] = json!(k);
-        }
-        run(&e, p).await;
+        run(&e, request(PROMPTS[0], 8, c)).await;
     }
     // Runs interleaved (run r of every configuration before run r + 1 of any), so drifting host
     // speed weighs on all configurations alike. Each speculative run's ids are compared with the
     // plain run of the same prompt (greedy: lossless means identical, up to the device's
     // different arithmetic for one row and for several — reported, not asserted).
-    let mut rows: Vec<(String, Vec<f64>, Vec<f64>, usize)> = configs.iter().map(|(n, _)| (n.clone(), Vec::new(), Vec::new(), 0)).collect();
+    let mut rows: Vec<Row> = configs.iter().map(|_| Row::default()).collect();
     let mut plain_ids: Vec<Vec<u32>> = vec![Vec::new(); PROMPTS.len()];
     for r in 0..a.runs {
-        for (ci, (name, c)) in configs.iter().enumerate() {
+        for ((name, c), row) in configs.iter().zip(&mut rows) {
             for (pi, prompt) in PROMPTS.iter().enumerate() {
-                let mut p = json!({"model": "target", "prompt": prompt, "maxTokens": a.tokens, "temperature": 0});
-                if let Some((d, k)) = c {
-                    p["draftModel"] = json!(d);
-                    p["numDraftTokens"] = json!(k);
-                }
-                let (s, ids) = run(&e, p).await;
+                let (s, ids) = run(&e, request(prompt, a.tokens, c)).await;
                 assert_eq!(s.tokens_generated, a.tokens, "EOS should be ignored");
                 if c.is_none() && r == 0 {
                     plain_ids[pi] = ids;
                 } else if ids != plain_ids[pi] {
-                    rows[ci].3 += 1;
+                    row.ids_differ += 1;
                 }
-                rows[ci].1.push(s.tokens_per_second);
-                if let Some(rate) = s.acceptance_rate {
-                    rows[ci].2.push(rate);
-                }
+                row.tps.push(s.tokens_per_second);
+                row.acceptance.extend(s.acceptance_rate);
                 eprintln!("{name} run {r}: {:.2} tok/s{}", s.tokens_per_second, s.acceptance_rate.map(|x| format!(", acceptance {x:.3}")).unwrap_or_default());
             }
         }
     }
-    let base = summary(rows[0].1.clone()).1;
+    let base = summary(rows[0].tps.clone()).1;
     println!("Machine: {}; {} tokens per run, greedy, EOS ignored, {} prompts × {} runs per row\n", machine(), a.tokens, PROMPTS.len(), a.runs);
     println!("| config | decode tok/s min | median | max | speedup (median) | acceptance median | runs with ids ≠ plain |");
     println!("|---|---|---|---|---|---|---|");
     let mut out = Vec::new();
-    for (name, tps, acc, differ) in &rows {
+    for ((name, _), Row { tps, acceptance: acc, ids_differ: differ }) in configs.iter().zip(&rows) {
         let (lo, med, hi) = summary(tps.clone());
         let acc_med = if acc.is_empty() { None } else { Some(summary(acc.clone()).1) };
         println!(

@@ -10,6 +10,7 @@ set -uo pipefail
 T0=$(date +%s); LIMIT=${LIMIT:-580}
 el() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 left() { [ $(( $(date +%s) - T0 + $1 )) -lt $LIMIT ]; }   # $1: seconds the next step needs
+remaining() { echo $(( LIMIT - $(date +%s) + T0 - 5 )); }   # a timeout that ends before LIMIT
 W=/root/w; mkdir -p $W/x
 PY=python3
 if ! $PY -c 'import mlx.core' 2>/dev/null; then
@@ -29,19 +30,21 @@ ours() { local label=$1 m=$2; shift 2
   env "$@" timeout 100 /root/w/bench_engine /root/bench-models/$m /tmp/prompts.json 128 16 2> $OUT/trace-$label-$R.txt | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"$label\",\"run\":$R,\"r\":/; s/\$/}/" >> $OUT/ab.jsonl; el "$label $m"; }
 mlxlm() { local m=$1
   timeout 100 python3 bench/mlx_lm_bench.py /root/bench-models/$m /tmp/prompts.json 128 16 2>/dev/null | tail -1 | sed "s/^/{\"model\":\"$m\",\"side\":\"mlx-lm\",\"run\":$R,\"r\":/; s/\$/}/" >> $OUT/ab.jsonl; el "mlx-lm $m"; }
+# the α = 0.01 pair, 2-layer draft, k = 6, 2 runs (run_spec.sh), variables in "$@"
+run_spec() { env "$@" KEEP=2 DRAFTS=2 KS=6 RUNS=2 timeout $(remaining) bash bench/gpu/run_spec.sh /root/w $OUT 0.01; }
 spec() { local att=$1 every=$2
   left 70 || return
-  TAG=-att$att-e$every SKIP_MLX_LM=1 MLX_SERVING_ATTENTION_KERNEL=$att MLX_SERVING_DRAFT_ASYNC_EVERY=$every KEEP=2 DRAFTS=2 KS=6 RUNS=2 timeout $(( LIMIT - $(date +%s) + T0 - 5 )) bash bench/gpu/run_spec.sh /root/w $OUT 0.01 > $OUT/spec-att$att-e$every.txt 2>&1
+  run_spec TAG=-att$att-e$every SKIP_MLX_LM=1 MLX_SERVING_ATTENTION_KERNEL=$att MLX_SERVING_DRAFT_ASYNC_EVERY=$every > $OUT/spec-att$att-e$every.txt 2>&1
   el "spec att=$att draft_async_every=$every"; grep -i "tok/s\|accept\|round-trace\|step-trace\|×\|speed" $OUT/spec-att$att-e$every.txt | head -16; }
 m=llama-3.2-1b-shaped
 # MLXLM_SPEC=1: the default build's speculative run beside mlx-lm's on the same pair
 if [ -n "${MLXLM_SPEC:-}" ] && left 90; then
-  TAG=-default-vs-mlxlm KEEP=2 DRAFTS=2 KS=6 RUNS=2 timeout $(( LIMIT - $(date +%s) + T0 - 5 )) bash bench/gpu/run_spec.sh /root/w $OUT 0.01 > $OUT/spec-vs-mlxlm.txt 2>&1
+  run_spec TAG=-default-vs-mlxlm > $OUT/spec-vs-mlxlm.txt 2>&1
   el "spec vs mlx-lm"; grep "|\|==" $OUT/spec-vs-mlxlm.txt | head -20
 fi
 # SPECS: "att:every" pairs, in order (MLX_SERVING_ATTENTION_KERNEL, MLX_SERVING_DRAFT_ASYNC_EVERY)
 for p in ${SPECS:-0:1 0:0 1:1 1:0}; do spec ${p%%:*} ${p##*:}; done
-left 30 && { KERNELS_CHECK_ONLY=range_attention timeout $(( LIMIT - $(date +%s) + T0 - 5 )) /root/w/x/cuda_kernels_check > $OUT/kernels.txt 2>&1; echo "kernels rc=$?"; grep -c FAIL $OUT/kernels.txt; grep "timing\|failures" $OUT/kernels.txt; }
+left 30 && { KERNELS_CHECK_ONLY=range_attention timeout $(remaining) /root/w/x/cuda_kernels_check > $OUT/kernels.txt 2>&1; echo "kernels rc=$?"; grep -c FAIL $OUT/kernels.txt; grep "timing\|failures" $OUT/kernels.txt; }
 R=1; left 60 && ours default $m X=0; left 40 && mlxlm $m
 python3 - $OUT/ab.jsonl <<'PY'
 import json, sys
